@@ -1,0 +1,213 @@
+"""Model loading, hub download, and the demo's tiny Qwen2 built from scratch.
+
+The demo model goes through the very same ``from_pretrained(path)`` code as
+Qwen2.5-1.5B: only the directory differs.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+from pathlib import Path
+
+from faithdpo.io import atomic_path, read_parquet, write_json
+
+log = logging.getLogger(__name__)
+
+EOS = "<|endoftext|>"
+
+
+def device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def hub_model_dir(repo_id: str, root: str = "resources/models") -> str:
+    """Where download_model puts a hub model: one folder per repo, "org--name"."""
+    return os.path.join(root, repo_id.replace("/", "--"))
+
+
+def check_model_dir(path: str) -> None:
+    """Fail with the fixing command when ``path`` holds no safetensors weights."""
+    p = Path(path)
+    if not p.is_dir():
+        raise FileNotFoundError(
+            f"model directory {path} does not exist; run `snakemake download_model` "
+            "(real run) or the demo's build_tiny_model rule first."
+        )
+    if not any(p.glob("*.safetensors")):
+        raise FileNotFoundError(
+            f"model directory {path} holds no *.safetensors weights (only safetensors are loaded); "
+            "re-run `snakemake --forcerun download_model`."
+        )
+
+
+def load_tokenizer(path: str, padding_side: str = "left"):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path, padding_side=padding_side)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(path: str, trust_remote_code: bool = False, quantization: str = "none"):
+    """Load a causal LM for inference from safetensors: bf16 on a GPU, fp32 on the CPU."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    check_model_dir(path)
+    kwargs = {"use_safetensors": True, "trust_remote_code": trust_remote_code}
+    if device() == "cuda":
+        kwargs.update(dtype=torch.bfloat16, attn_implementation="sdpa", device_map="cuda")
+    else:
+        kwargs.update(dtype=torch.float32)
+    if quantization == "nf4":
+        kwargs["quantization_config"] = nf4_config()
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    model.eval()
+    return model
+
+
+def nf4_config():
+    """4-bit NF4 with double quantisation (QLoRA's recipe); bf16 compute on a GPU."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16 if device() == "cuda" else torch.float32,
+    )
+
+
+def download_model(output_dir: str, repo_id: str, revision: str | None) -> None:
+    """Snapshot a hub model (safetensors, config and tokenizer files only) into ``output_dir``."""
+    from huggingface_hub import snapshot_download
+
+    with atomic_path(output_dir) as tmp:
+        try:
+            snapshot_download(
+                repo_id,
+                revision=revision,
+                local_dir=tmp,
+                allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"],
+            )
+        except Exception as exc:
+            raise RuntimeError(
+                f"could not download model {repo_id!r} (revision {revision!r}) from the hub: {exc}. "
+                "Check the network, `model.name`/`model.revision`, and HF_TOKEN for gated models."
+            ) from exc
+        check_model_dir(str(tmp))
+    log.info("downloaded %s@%s to %s", repo_id, revision, output_dir)
+
+
+def _train_tokenizer(texts: list[str], vocab_size: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS)
+
+
+def build_tiny_model(
+    corpus: str,
+    output_dir: str,
+    template: str,
+    seed: int = 0,
+    vocab_size: int = 2048,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    intermediate_size: int = 192,
+    epochs: int = 3,
+    batch_size: int = 16,
+    learning_rate: float = 3e-3,
+    max_length: int = 512,
+) -> dict:
+    """Build the demo's tiny Qwen2: BPE tokenizer and random weights, briefly trained.
+
+    Training on "prompt + highlights" of a synthetic corpus (disjoint from the train
+    and validation samples) gives summaries that read like news with real entities
+    and numbers, some of them wrong: exactly what the experiment needs to measure.
+    """
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+    df = read_parquet(corpus, ["article", "highlights"])
+    tokenizer = _train_tokenizer(list(df["article"]) + list(df["highlights"]), vocab_size)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        max_position_embeddings=max(2048, max_length),
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = Qwen2ForCausalLM(config)
+    n_params = sum(p.numel() for p in model.parameters())
+    # The loss covers the summary only: the model must learn to copy entities and
+    # numbers from the article, which is what the hallucination scores then measure.
+    examples = []
+    for article, highlights in zip(df["article"], df["highlights"]):
+        prompt = tokenizer(template.replace("{article}", article), add_special_tokens=False)["input_ids"]
+        summary = tokenizer(" " + highlights + EOS, add_special_tokens=False)["input_ids"]
+        ids = (prompt + summary)[:max_length]
+        examples.append((ids, len(prompt)))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    steps = epochs * math.ceil(len(examples) / batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps)
+    model.train()
+    losses = []
+    order = list(range(len(examples)))
+    for epoch in range(epochs):
+        random.Random(seed + epoch).shuffle(order)
+        for start in range(0, len(order), batch_size):
+            batch = [examples[i] for i in order[start : start + batch_size]]
+            width = max(len(seq) for seq, _ in batch)
+            ids = torch.full((len(batch), width), tokenizer.pad_token_id)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            labels = torch.full((len(batch), width), -100)
+            for row, (seq, prompt_len) in enumerate(batch):
+                ids[row, : len(seq)] = torch.tensor(seq)
+                mask[row, : len(seq)] = 1
+                labels[row, prompt_len : len(seq)] = ids[row, prompt_len : len(seq)]
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            losses.append(loss.item())
+        log.info("tiny model epoch %d: mean loss %.3f", epoch + 1, sum(losses[-10:]) / len(losses[-10:]))
+    model.eval()
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    with atomic_path(output_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        info = {"parameters": n_params, "steps": steps, "first_loss": losses[0], "final_loss": losses[-1]}
+        write_json(info, os.path.join(tmp, "training_info.json"))
+    log.info("tiny Qwen2 with %d parameters written to %s", n_params, output_dir)
+    return info

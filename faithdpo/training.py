@@ -1,0 +1,121 @@
+"""DPO training with TRL's DPOTrainer, LoRA adapters and optional 4-bit NF4 (QLoRA).
+
+With a ``peft_config`` and no ``ref_model``, TRL uses the base model with the
+adapters disabled as the reference: no second copy of the weights, which is what a
+4-bit run wants. The trainer's log history (loss, rewards/accuracies,
+rewards/margins, logps/chosen|rejected) is saved for the report.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from faithdpo.io import atomic_path, read_parquet, write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Training settings; every field is a key under ``training:`` in the config."""
+
+    quantization: str = "nf4"  # nf4 | none
+    lora_r: int = 32
+    lora_alpha: int = 64
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    per_device_train_batch_size: int = 2
+    gradient_accumulation_steps: int = 4
+    max_length: int = 1536
+    learning_rate: float = 5e-6
+    lr_scheduler_type: str = "cosine"
+    warmup_steps: float = 0.0  # steps, or a fraction of all steps when < 1
+    num_train_epochs: float = 2
+    beta: float = 0.1
+    loss_type: list[str] = field(default_factory=lambda: ["sigmoid"])
+    loss_weights: list[float] | None = None
+    logging_steps: int = 1
+    gradient_checkpointing: bool = True
+    seed: int = 0
+    trust_remote_code: bool = False
+
+
+def dpo_config(cfg: TrainingConfig, output_dir: str, on_gpu: bool):
+    from trl import DPOConfig
+
+    return DPOConfig(
+        output_dir=output_dir,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        max_length=cfg.max_length,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_steps,
+        num_train_epochs=cfg.num_train_epochs,
+        beta=cfg.beta,
+        loss_type=list(cfg.loss_type),
+        loss_weights=list(cfg.loss_weights) if cfg.loss_weights else None,
+        logging_steps=cfg.logging_steps,
+        # DPOConfig defaults to bf16 and gradient checkpointing; the CPU wants neither.
+        bf16=on_gpu,
+        gradient_checkpointing=cfg.gradient_checkpointing and on_gpu,
+        use_cpu=not on_gpu,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        model_init_kwargs={"dtype": "bfloat16" if on_gpu else "float32", "use_safetensors": True,
+                           "trust_remote_code": cfg.trust_remote_code},
+    )
+
+
+def train_dpo(pairs: str, model_dir: str, adapter_dir: str, log_history: str, **params) -> list[dict]:
+    """Train a LoRA adapter with DPO on ``pairs`` (prompt/chosen/rejected); save it and the log."""
+    import datasets
+    from peft import LoraConfig
+
+    from faithdpo.models import check_model_dir, device, load_tokenizer, nf4_config
+
+    cfg = TrainingConfig(**params)
+    check_model_dir(model_dir)
+    df = read_parquet(pairs, ["prompt", "chosen", "rejected"])
+    if df.empty:
+        raise ValueError(f"{pairs} holds no preference pairs: every candidate had badness 0, nothing to train on")
+    on_gpu = device() == "cuda"
+    tokenizer = load_tokenizer(model_dir, padding_side="right")
+    peft_config = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.lora_target_modules),
+        task_type="CAUSAL_LM",
+    )
+    from trl import DPOTrainer
+
+    with atomic_path(adapter_dir) as tmp:
+        args = dpo_config(cfg, str(Path(tmp) / "trainer"), on_gpu)
+        trainer = DPOTrainer(
+            model=model_dir,
+            args=args,
+            train_dataset=datasets.Dataset.from_pandas(df[["prompt", "chosen", "rejected"]], preserve_index=False),
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            quantization_config=nf4_config() if cfg.quantization == "nf4" else None,
+        )
+        four_bit = sum(type(m).__module__.startswith("bitsandbytes") for m in trainer.model.modules())
+        log.info("training on %d pairs; %d 4-bit linear layers; (trainable, all) parameters: %s",
+                 len(df), four_bit, trainer.model.get_nb_trainable_parameters())
+        trainer.train()
+        trainer.model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        import shutil
+
+        shutil.rmtree(Path(tmp) / "trainer", ignore_errors=True)
+    history = trainer.state.log_history
+    write_json(history, log_history)
+    log.info("saved adapter to %s; final log entry: %s", adapter_dir, history[-1] if history else None)
+    return history

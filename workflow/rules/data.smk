@@ -1,0 +1,76 @@
+# Data: raw splits (hub download or synthetic corpus), validated seeded samples, prompts.
+
+if config["data"]["source"] == "hub":
+
+    rule download_dataset:
+        output:
+            os.path.join(config["data"]["dir"], "{split}.parquet"),
+        log:
+            f"{OUT}/logs/download_dataset/{{split}}.log",
+        localrule: True
+        conda:
+            "../../envs/nlp.yaml"
+        params:
+            path=config["data"]["hub"]["path"],
+            name=config["data"]["hub"]["name"],
+            revision=config["data"]["hub"]["revision"],
+        script:
+            "../scripts/download_dataset.py"
+
+
+if config["data"]["source"] == "synthetic":
+
+    rule synthesize_corpus:
+        input:
+            modules=package_modules("corpus"),
+        output:
+            f"{OUT}/raw/{{corpus_split}}.parquet",
+        log:
+            f"{OUT}/logs/synthesize_corpus/{{corpus_split}}.log",
+        wildcard_constraints:
+            corpus_split="train|validation|pretrain",
+        conda:
+            "../../envs/nlp.yaml"
+        params:
+            n=lambda wc: config["data"]["synthetic"][wc.corpus_split],
+            seed=config["seed"],
+        script:
+            "../scripts/synthesize_corpus.py"
+
+
+rule prepare_split:
+    input:
+        raw=raw_split,
+        modules=package_modules("data"),
+    output:
+        data=f"{OUT}/data/{{split}}.parquet",
+        stats=f"{OUT}/data/{{split}}.stats.json",
+    log:
+        f"{OUT}/logs/prepare_split/{{split}}.log",
+    conda:
+        "../../envs/nlp.yaml"
+    params:
+        n=lambda wc: config["data"][f"n_{wc.split}"],
+        seed=config["seed"],
+        on_bad_row=config["data"]["on_bad_row"],
+    script:
+        "../scripts/prepare_split.py"
+
+
+rule build_prompts:
+    input:
+        data=f"{OUT}/data/{{split}}.parquet",
+        model=base_model_dir(),
+        modules=package_modules("prompts"),
+    output:
+        f"{OUT}/prompts/{{split}}.parquet",
+    log:
+        f"{OUT}/logs/build_prompts/{{split}}.log",
+    conda:
+        "../../envs/gpu.yaml"
+    params:
+        # a function, so that "{article}" is not taken for a wildcard
+        template=lambda wc: config["prompt"]["template"],
+        max_prompt_tokens=config["prompt"]["max_prompt_tokens"],
+    script:
+        "../scripts/build_prompts.py"

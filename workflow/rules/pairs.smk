@@ -1,0 +1,19 @@
+# Pairs: chosen = reference highlights, rejected = the worst candidate by badness.
+
+
+rule select_pairs:
+    input:
+        scores=f"{OUT}/scores/candidates.parquet",
+        prompts=f"{OUT}/prompts/train.parquet",
+        data=f"{OUT}/data/train.parquet",
+        modules=package_modules("pairs"),
+    output:
+        f"{OUT}/pairs/train.parquet",
+    log:
+        f"{OUT}/logs/select_pairs.log",
+    conda:
+        "../../envs/nlp.yaml"
+    params:
+        min_badness=config["pairs"]["min_badness"],
+    script:
+        "../scripts/select_pairs.py"

@@ -1,0 +1,35 @@
+# Scoring (CPU): hallucinated numbers (regex) and entities (spaCy NER) per summary.
+
+
+rule score_candidates:
+    input:
+        summaries=f"{OUT}/candidates/train.parquet",
+        data=f"{OUT}/data/train.parquet",
+        modules=package_modules("scoring"),
+    output:
+        f"{OUT}/scores/candidates.parquet",
+    log:
+        f"{OUT}/logs/score_candidates.log",
+    conda:
+        "../../envs/nlp.yaml"
+    params:
+        scoring=config["scoring"],
+    script:
+        "../scripts/score.py"
+
+
+rule score_eval:
+    input:
+        summaries=f"{OUT}/eval/{{model}}.parquet",
+        data=f"{OUT}/data/validation.parquet",
+        modules=package_modules("scoring"),
+    output:
+        f"{OUT}/scores/eval_{{model}}.parquet",
+    log:
+        f"{OUT}/logs/score_eval/{{model}}.log",
+    conda:
+        "../../envs/nlp.yaml"
+    params:
+        scoring=config["scoring"],
+    script:
+        "../scripts/score.py"

@@ -1,0 +1,9 @@
+"""Snakemake adapter: fetch one hub dataset split into resources/ (runs on the submit host)."""
+
+from pathlib import Path
+
+from faithdpo.data import download_dataset
+from faithdpo.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+download_dataset(str(Path(snakemake.output[0]).parent), splits=[snakemake.wildcards.split], **snakemake.params)

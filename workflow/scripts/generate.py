@@ -1,0 +1,16 @@
+"""Snakemake adapter: generate summaries (candidates or evaluation) for a prompts file."""
+
+import torch
+
+from faithdpo.generation import generate_file
+from faithdpo.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+generate_file(
+    snakemake.input.prompts,
+    snakemake.input.model,
+    snakemake.output[0],
+    adapter_dir=snakemake.input.get("adapter") or None,
+    **snakemake.params.generation,
+)

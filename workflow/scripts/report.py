@@ -1,0 +1,15 @@
+"""Snakemake adapter: write report.md and metrics.json."""
+
+from faithdpo.logs import setup_logging
+from faithdpo.report import build_report
+
+setup_logging(snakemake.log[0])
+build_report(
+    snakemake.input.scores_base,
+    snakemake.input.scores_dpo,
+    snakemake.input.pairs,
+    snakemake.input.log_history,
+    snakemake.output.report,
+    snakemake.output.metrics,
+    snakemake.params.config,
+)

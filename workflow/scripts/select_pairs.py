@@ -1,0 +1,9 @@
+"""Snakemake adapter: select the DPO preference pairs."""
+
+from faithdpo.logs import setup_logging
+from faithdpo.pairs import select_pairs
+
+setup_logging(snakemake.log[0])
+select_pairs(
+    snakemake.input.scores, snakemake.input.prompts, snakemake.input.data, snakemake.output[0], **snakemake.params
+)
