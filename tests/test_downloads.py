@@ -1,0 +1,44 @@
+"""The real run's download code, exercised offline: a local dataset path, and a hub that cannot be reached."""
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+
+from faithdpo.corpus import generate_corpus, synthesize_split
+from faithdpo.data import download_dataset
+
+
+def test_download_dataset_from_a_local_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    synthesize_split(str(tmp_path / "src" / "train.parquet"), "train", 5, seed=0)
+    synthesize_split(str(tmp_path / "src" / "validation.parquet"), "validation", 4, seed=0)
+    download_dataset(str(tmp_path / "out"), str(tmp_path / "src"), None, None, ["train", "validation"])
+    got = pd.read_parquet(tmp_path / "out" / "validation.parquet")
+    pd.testing.assert_frame_equal(got[["id", "article", "highlights"]], generate_corpus(4, "validation", seed=0))
+
+
+def run_offline(code: str, tmp_path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+
+
+def test_unreachable_hub_dataset_says_what_to_do(tmp_path):
+    done = run_offline(
+        "from faithdpo.data import download_dataset\n"
+        "download_dataset('out', 'abisee/cnn_dailymail', '3.0.0', None, ['train'])", tmp_path)
+    assert done.returncode != 0
+    assert "could not load dataset 'abisee/cnn_dailymail' (config '3.0.0', split 'train') from the hub" in done.stderr
+    assert "place train.parquet under out" in done.stderr
+    assert not (tmp_path / "out" / "train.parquet").exists()
+
+
+def test_unreachable_hub_model_leaves_no_directory(tmp_path):
+    done = run_offline(
+        "from faithdpo.models import download_model\n"
+        "download_model('models/qwen', 'Qwen/Qwen2.5-1.5B', None)", tmp_path)
+    assert done.returncode != 0
+    assert "could not download model 'Qwen/Qwen2.5-1.5B' (revision None) from the hub" in done.stderr
+    assert not (tmp_path / "models" / "qwen").exists()
+    assert list((tmp_path / "models").iterdir()) == []  # no half-downloaded temporary left either

@@ -1,0 +1,56 @@
+"""DPO training through the real code path: TRL DPOTrainer, LoRA on q/k/v/o, 4-bit NF4 on the CPU."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import TEMPLATE
+from faithdpo.corpus import generate_corpus
+from faithdpo.io import write_parquet
+from faithdpo.training import train_dpo
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    df = generate_corpus(8, "train", seed=0)
+    path = tmp_path_factory.mktemp("pairs") / "pairs.parquet"
+    write_parquet(pd.DataFrame({
+        "prompt": [TEMPLATE.replace("{article}", a) for a in df["article"]],
+        "chosen": " " + df["highlights"],
+        "rejected": " Someone else won in Atlantis by 99 votes .",
+    }), path)
+    return path
+
+
+@pytest.mark.parametrize("quantization", ["nf4", "none"])
+def test_dpo_trains_a_lora_adapter_and_logs_rewards(tiny_model_dir, pairs, tmp_path, quantization, caplog):
+    caplog.set_level("INFO", logger="faithdpo")
+    adapter, history_path = tmp_path / "adapter", tmp_path / "log_history.json"
+    history = train_dpo(
+        str(pairs), tiny_model_dir, str(adapter), str(history_path), quantization=quantization,
+        lora_r=4, lora_alpha=8, per_device_train_batch_size=4, gradient_accumulation_steps=1, max_length=384,
+        learning_rate=1e-3, num_train_epochs=2, logging_steps=1,
+    )
+    # 1 layer x (q, k, v, o, gate, up, down) are 4-bit under nf4, none otherwise
+    assert f"{7 if quantization == 'nf4' else 0} 4-bit linear layers" in caplog.text
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["r"] == 4 and config["lora_alpha"] == 8
+    assert sorted(config["target_modules"]) == ["k_proj", "o_proj", "q_proj", "v_proj"]
+    assert (adapter / "adapter_model.safetensors").stat().st_size > 0
+    assert not (adapter / "trainer").exists()  # no optimizer state left behind in the artifact
+    steps = [h for h in history if "loss" in h]
+    assert len(steps) == 4  # 8 pairs / batch 4 x 2 epochs
+    for key in ("rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"):
+        assert key in steps[-1]
+    assert json.loads(history_path.read_text()) == json.loads(json.dumps(history))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "log_history.json"]
+
+
+def test_no_pairs_is_a_clear_error(tiny_model_dir, tmp_path):
+    empty = tmp_path / "empty.parquet"
+    write_parquet(pd.DataFrame({"prompt": [], "chosen": [], "rejected": []}, dtype=str), empty)
+    with pytest.raises(ValueError, match="holds no preference pairs"):
+        train_dpo(str(empty), tiny_model_dir, str(tmp_path / "a"), str(tmp_path / "h.json"))
+    assert not (tmp_path / "a").exists()
