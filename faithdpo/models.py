@@ -134,9 +134,9 @@ def build_tiny_model(
     num_heads: int = 4,
     num_kv_heads: int = 2,
     intermediate_size: int = 192,
-    epochs: int = 3,
+    epochs: int = 30,
     batch_size: int = 16,
-    learning_rate: float = 3e-3,
+    learning_rate: float = 5e-3,
     max_length: int = 512,
 ) -> dict:
     """Build the demo's tiny Qwen2: BPE tokenizer and random weights, briefly trained.
@@ -144,6 +144,9 @@ def build_tiny_model(
     Training on "prompt + highlights" of a synthetic corpus (disjoint from the train
     and validation samples) gives summaries that read like news with real entities
     and numbers, some of them wrong: exactly what the experiment needs to measure.
+    Defaults match ``model.tiny`` in the config schema; about 30 epochs of 800 stories
+    is where this size of model starts to copy names from the article (the loss on
+    the summary drops from ~0.8 to ~0.1).
     """
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM

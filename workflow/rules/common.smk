@@ -10,7 +10,9 @@ SPLITS = ["train", "validation"]
 MODELS = ["base", "dpo"]
 ADAPTER = f"{OUT}/models/dpo/adapter"
 LOG_HISTORY = f"{OUT}/models/dpo/log_history.json"
-PACKAGE_DIR = os.path.join(workflow.basedir, "faithdpo")
+# Relative to the working directory, so that the recorded inputs stay valid when the
+# project folder is moved or copied.
+PACKAGE_DIR = os.path.relpath(os.path.join(workflow.basedir, "faithdpo"))
 
 
 wildcard_constraints:
