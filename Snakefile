@@ -19,6 +19,10 @@ configfile: "config/config.yaml"
 
 validate(config, "workflow/schemas/config.schema.yaml")
 
+
+report: "workflow/report/workflow.rst"
+
+
 # Jobs import the package that sits beside this Snakefile: the very files each rule
 # declares as inputs (see common.smk), not whatever version happens to be installed.
 # PYTHONPATH carries that to every job, conda environments and cluster jobs included.

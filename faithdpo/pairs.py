@@ -15,6 +15,7 @@ from faithdpo.io import read_parquet, write_parquet
 log = logging.getLogger(__name__)
 
 PAIR_COLUMNS = ["id", "prompt", "chosen", "rejected", "chosen_badness", "rejected_badness", "rejected_candidate"]
+TOKEN_COLUMNS = ["chosen_tokens", "rejected_tokens"]
 
 
 def completion(text: str) -> str:
@@ -50,11 +51,28 @@ def build_pairs(scores: pd.DataFrame, prompts: pd.DataFrame, data: pd.DataFrame,
     }, columns=PAIR_COLUMNS).reset_index(drop=True)
 
 
-def select_pairs(scores: str, prompts: str, data: str, output: str, min_badness: int = 1) -> pd.DataFrame:
-    """Read the candidate scores, write the DPO dataset (prompt/chosen/rejected) as parquet."""
+def count_tokens(texts: pd.Series, tokenizer) -> pd.Series:
+    """Token count of each completion under the policy's tokenizer (what DPO sees)."""
+    if texts.empty:
+        return pd.Series([], dtype="int64")
+    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    return pd.Series([len(x) for x in ids], index=texts.index, dtype="int64")
+
+
+def select_pairs(scores: str, prompts: str, data: str, model_dir: str, output: str, min_badness: int = 1) -> pd.DataFrame:
+    """Read the candidate scores, write the DPO dataset (prompt/chosen/rejected) as parquet.
+
+    The token lengths of both sides are stored too: the report uses them to show how far
+    length alone could separate the pairs.
+    """
+    from faithdpo.models import load_tokenizer
+
     score_df = read_parquet(scores, ["id", "candidate", "summary", "badness"])
     pairs = build_pairs(score_df, read_parquet(prompts, ["id", "prompt"]),
                         read_parquet(data, ["id", "highlights"]), min_badness)
+    tokenizer = load_tokenizer(model_dir)
+    pairs["chosen_tokens"] = count_tokens(pairs["chosen"], tokenizer)
+    pairs["rejected_tokens"] = count_tokens(pairs["rejected"], tokenizer)
     n_articles = score_df["id"].nunique()
     log.info("%d pairs from %d articles (%d skipped: worst candidate below badness %d)",
              len(pairs), n_articles, n_articles - len(pairs), min_badness)

@@ -1,28 +1,93 @@
-"""The experiment's report: hallucination rates of base vs DPO, and how training went.
+"""The experiment's report: does DPO change hallucination, at what cost, and why.
 
 Loss and reward accuracy are shown beside the target metric on purpose: the seed's run
-reached 100% reward accuracy while faithfulness did not move.
+reached 100% reward accuracy and an 80% drop in loss while faithfulness did not move.
+Every rate carries a paired bootstrap interval and a paired test, so that a reader sees
+at a glance whether a difference is real; quality, pair confounds and training curves
+show what else the model may have learned.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import yaml
 
+from faithdpo.diagnostics import pair_confounds, training_curves, training_warnings
+from faithdpo.figures import pair_lengths_figure, rates_figure, training_figure
 from faithdpo.io import read_json, read_parquet, write_json, write_text
-from faithdpo.scoring import hallucination_rates
+from faithdpo.quality import quality_table
+from faithdpo.stats import mcnemar, paired_bootstrap, verdict
 
 log = logging.getLogger(__name__)
 
-RATE_ROWS = [
-    ("Entity Hallucination Rate", "entity_rate", True),
-    ("Number Hallucination Rate", "number_rate", True),
-    ("Hallucinated entities per summary", "entities_per_summary", False),
-    ("Hallucinated numbers per summary", "numbers_per_summary", False),
+# label, metrics key, per-summary value, shown as a percentage (share of summaries)
+METRICS = [
+    ("Entity Hallucination Rate", "entity_rate", lambda s: s["ent_hallucinations"] > 0, True),
+    ("Number Hallucination Rate", "number_rate", lambda s: s["num_hallucinations"] > 0, True),
+    ("Hallucinated entities per summary", "entities_per_summary", lambda s: s["ent_hallucinations"], False),
+    ("Hallucinated numbers per summary", "numbers_per_summary", lambda s: s["num_hallucinations"], False),
 ]
+FIGURES = {"rates": "rates.png", "training": "training.png", "pair_lengths": "pair_lengths.png"}
+
+
+def paired_scores(base: pd.DataFrame, dpo: pd.DataFrame) -> pd.DataFrame:
+    """Base and DPO scores of the same articles side by side (suffixes _base, _dpo)."""
+    if set(base["id"]) != set(dpo["id"]) or len(base) != len(dpo):
+        raise ValueError("base and DPO evaluations must cover the same validation articles, once each")
+    return base.merge(dpo, on="id", suffixes=("_base", "_dpo"), validate="one_to_one")
+
+
+def _side(paired: pd.DataFrame, side: str) -> pd.DataFrame:
+    cols = [c for c in paired.columns if c.endswith(f"_{side}")]
+    return paired[cols].rename(columns=lambda c: c[: -len(side) - 1])
+
+
+def compare(paired: pd.DataFrame, alpha: float = 0.05, resamples: int = 2000, seed: int = 0) -> list[dict]:
+    """Each metric: both values with intervals, the delta with its interval, a paired test, a verdict.
+
+    Shares of summaries use McNemar's test; per-summary counts use the Wilcoxon
+    signed-rank test. The verdict is "no significant change" unless p < alpha.
+    """
+    from scipy.stats import wilcoxon
+
+    base_side, dpo_side = _side(paired, "base"), _side(paired, "dpo")
+    rows = []
+    for label, key, value_of, pct in METRICS:
+        base, dpo = value_of(base_side).to_numpy(dtype=float), value_of(dpo_side).to_numpy(dtype=float)
+        ci = paired_bootstrap(base, dpo, confidence=1 - alpha, resamples=resamples, seed=seed)
+        if pct:
+            test = mcnemar(base.astype(bool), dpo.astype(bool))
+            name = "McNemar (exact)" if test["exact"] else "McNemar (chi-square)"
+            p_value = test["p_value"]
+        else:
+            name = "Wilcoxon signed-rank"
+            p_value = float(wilcoxon(dpo, base).pvalue) if np.any(dpo != base) else 1.0
+        delta = float(dpo.mean() - base.mean())
+        rows.append({
+            "label": label, "key": key, "pct": pct, "test": name, "p_value": p_value,
+            "base": {"value": float(base.mean()), "low": ci["base"].low, "high": ci["base"].high},
+            "dpo": {"value": float(dpo.mean()), "low": ci["dpo"].low, "high": ci["dpo"].high},
+            "delta": {"value": delta, "low": ci["delta"].low, "high": ci["delta"].high},
+            "verdict": verdict(delta, p_value < alpha),
+        })
+    return rows
+
+
+def quality(paired: pd.DataFrame, highlights: pd.Series) -> dict:
+    """Mean ROUGE-1/2/L against the highlights, mean words, and the empty/degenerate shares per model."""
+    out = {}
+    for side in ("base", "dpo"):
+        table = quality_table(paired[f"summary_{side}"], highlights)
+        out[side] = {**{k: float(table[k].mean()) for k in ("rouge1", "rouge2", "rougeL", "words")},
+                     "empty": float(table["empty"].mean()), "degenerate": float(table["degenerate"].mean())}
+    out["highlights_words"] = float(quality_table(highlights, highlights)["words"].mean())
+    return out
 
 
 def training_summary(history: list[dict]) -> dict:
@@ -41,72 +106,190 @@ def training_summary(history: list[dict]) -> dict:
     }
 
 
-def _fmt(value: float, pct: bool) -> str:
-    return f"{100 * value:.1f}%" if pct else f"{value:.3f}"
+def mark(text: str, spans) -> str:
+    """Bold every occurrence of each hallucinated span, for the examples."""
+    for span in sorted(set(spans), key=len, reverse=True):
+        text = re.sub(rf"(?<![\w*]){re.escape(span)}(?![\w*])", f"**{span}**", text)
+    return text
 
 
-def _delta(value: float, pct: bool) -> str:
-    return f"{100 * value:+.1f} pp" if pct else f"{value:+.3f}"
+def examples(paired: pd.DataFrame, data: pd.DataFrame, n: int) -> dict[str, list[dict]]:
+    """Up to ``n`` articles where DPO has fewer hallucinated items than the base model, and ``n`` with more.
+
+    The largest changes come first; ``items`` lists what DPO removed (or introduced).
+    """
+    def items(row, side):
+        return set(row[f"hallucinated_entities_{side}"]) | set(row[f"hallucinated_numbers_{side}"])
+
+    articles = data.set_index("id")["article"]
+    found = {"removed": [], "introduced": []}
+    for _, row in paired.iterrows():
+        base, dpo = items(row, "base"), items(row, "dpo")
+        if len(base) == len(dpo):
+            continue
+        kind, diff = ("removed", base - dpo) if len(dpo) < len(base) else ("introduced", dpo - base)
+        found[kind].append({
+            "id": row["id"], "items": sorted(diff), "change": abs(len(base) - len(dpo)),
+            "article": articles[row["id"]],
+            "base": mark(row["summary_base"], base), "dpo": mark(row["summary_dpo"], dpo),
+        })
+    return {k: sorted(v, key=lambda e: (-e["change"], e["id"]))[:n] for k, v in found.items()}
 
 
-def render(metrics: dict, config: dict, links: dict[str, str]) -> str:
-    base, dpo, train = metrics["base"], metrics["dpo"], metrics["training"]
+def _pct(v: float) -> str:
+    return f"{100 * v:.1f}%"
+
+
+def _value(v: dict, pct: bool) -> str:
+    if pct:
+        return f"{100 * v['value']:.1f}% [{100 * v['low']:.1f}, {100 * v['high']:.1f}]"
+    return f"{v['value']:.3f} [{v['low']:.3f}, {v['high']:.3f}]"
+
+
+def _delta(v: dict, pct: bool) -> str:
+    if pct:
+        return f"{100 * v['value']:+.1f} pp [{100 * v['low']:+.1f}, {100 * v['high']:+.1f}]"
+    return f"{v['value']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}]"
+
+
+def _quote(text: str) -> str:
+    return "> " + (text.replace("\n", " ").strip() or "(empty)")
+
+
+def render(metrics: dict, config: dict, links: dict[str, str], figures: dict[str, str], shown: dict) -> str:
+    alpha, n = metrics["alpha"], metrics["n_validation"]
+    conf = f"{100 * (1 - alpha):.0f}%"
     lines = [
         "# faithdpo report",
         "",
-        f"Base model `{config.get('model', {}).get('name', '?')}`, DPO on {metrics['pairs']} preference pairs, "
-        f"evaluated on {base['n']} validation summaries per model (greedy decoding).",
+        f"Base model `{config.get('model', {}).get('name', '?')}`, DPO on {metrics['pairs']['pairs']} preference "
+        f"pairs, evaluated on {n} validation summaries per model (greedy decoding).",
+        "",
+    ]
+    lines += [f"- **{r['label']}**: {r['verdict']} ({_delta(r['delta'], r['pct'])}, p = {r['p_value']:.3g})"
+              for r in metrics["comparison"]]
+    lines += [
         "",
         "## Hallucination on the validation sample",
         "",
-        "| Metric | Base | Post-DPO | Delta |",
-        "|---|---:|---:|---:|",
+        f"| Metric | Base | Post-DPO | Delta | p | Verdict (alpha {alpha:g}) |",
+        "|---|---:|---:|---:|---:|---|",
     ]
-    for label, key, pct in RATE_ROWS:
-        lines.append(f"| {label} | {_fmt(base[key], pct)} | {_fmt(dpo[key], pct)} | {_delta(dpo[key] - base[key], pct)} |")
+    for r in metrics["comparison"]:
+        lines.append(f"| {r['label']} | {_value(r['base'], r['pct'])} | {_value(r['dpo'], r['pct'])} | "
+                     f"{_delta(r['delta'], r['pct'])} | {r['p_value']:.3g} | {r['verdict']} |")
     lines += [
         "",
-        "Rates are the share of summaries with at least one hallucinated entity (number); the per-summary "
-        "rows count distinct hallucinated items.",
+        f"Brackets: {conf} paired bootstrap intervals ({metrics['resamples']} resamples of the validation articles, "
+        "both models resampled together). Rates are the share of summaries with at least one hallucinated entity "
+        "(number), tested with McNemar's test (exact when fewer than 25 articles differ); the per-summary rows count "
+        "distinct hallucinated items, tested with the Wilcoxon signed-rank test.",
         "",
-        "## DPO training",
+        f"![Hallucination rates]({figures['rates']})",
         "",
-        "| Quantity | Value |",
-        "|---|---:|",
-        f"| Preference pairs | {metrics['pairs']} |",
+        "## Summary quality",
+        "",
+        "| | Base | Post-DPO |",
+        "|---|---:|---:|",
     ]
-    if train.get("steps"):
+    q = metrics["quality"]
+    for label, key, fmt in [("ROUGE-1 F1", "rouge1", "{:.3f}"), ("ROUGE-2 F1", "rouge2", "{:.3f}"),
+                            ("ROUGE-L F1", "rougeL", "{:.3f}"), ("Mean length (words)", "words", "{:.1f}")]:
+        lines.append(f"| {label} | {fmt.format(q['base'][key])} | {fmt.format(q['dpo'][key])} |")
+    lines += [
+        f"| Empty summaries | {_pct(q['base']['empty'])} | {_pct(q['dpo']['empty'])} |",
+        f"| Degenerate summaries (a word trigram 3+ times) | {_pct(q['base']['degenerate'])} | "
+        f"{_pct(q['dpo']['degenerate'])} |",
+        "",
+        f"ROUGE against the reference highlights (mean length {q['highlights_words']:.1f} words). Fewer "
+        "hallucinations count only if quality holds.",
+        "",
+        "## Preference pairs",
+        "",
+    ]
+    p = metrics["pairs"]
+    if p["pairs"]:
         lines += [
-            f"| Optimizer steps | {train['steps']} |",
-            f"| DPO training loss (final) | {train['final_loss']:.4f} |",
-            f"| Loss drop from first logged step | {train['loss_drop_pct']:.1f}% |",
-            f"| Reward accuracy (final) | {100 * (train['reward_accuracy'] or 0):.1f}% |",
-            f"| Reward margin (final) | {train['reward_margin'] or 0:.4f} |",
+            "| Quantity | Value |",
+            "|---|---:|",
+            f"| Pairs | {p['pairs']} |",
+            f"| Chosen length, mean (median) tokens | {p['chosen_tokens_mean']:.1f} ({p['chosen_tokens_median']:.0f}) |",
+            f"| Rejected length, mean (median) tokens | {p['rejected_tokens_mean']:.1f} "
+            f"({p['rejected_tokens_median']:.0f}) |",
+            f"| Pairs where chosen is shorter | {_pct(p['share_chosen_shorter'])} |",
+            f"| Pairs where chosen is longer | {_pct(p['share_chosen_longer'])} |",
+            f"| Badness margin, mean (median; min-max) | {p['badness_margin_mean']:.2f} "
+            f"({p['badness_margin_median']:.0f}; {p['badness_margin_min']:.0f}-{p['badness_margin_max']:.0f}) |",
+            "",
         ]
+    lines += [f"**Warning:** {w}" for w in p["warnings"]] + ([""] if p["warnings"] else [])
+    lines += [f"![Pair lengths]({figures['pair_lengths']})", "", "## DPO training", "",
+              "| Quantity | Value |", "|---|---:|", f"| Preference pairs | {p['pairs']} |"]
+    t = metrics["training"]
+    if t.get("steps"):
+        lines += [
+            f"| Optimizer steps | {t['steps']} |",
+            f"| DPO training loss (final) | {t['final_loss']:.4f} |",
+            f"| Loss drop from first logged step | {t['loss_drop_pct']:.1f}% |",
+            f"| Reward accuracy (final) | {100 * (t['reward_accuracy'] or 0):.1f}% |",
+            f"| Reward margin (final) | {t['reward_margin'] or 0:.4f} |",
+        ]
+    lines += [""] + [f"**Warning:** {w}" for w in metrics["training_warnings"]]
     lines += [
         "",
         "Loss and reward accuracy measure how well the policy separates chosen from rejected, not "
         "faithfulness: judge the run by the hallucination table above.",
         "",
-        "## Files",
+        f"![Training curves]({figures['training']})",
+        "",
+        "## Examples",
+        "",
+        "Hallucinated spans in **bold**.",
         "",
     ]
+    for kind, title in (("removed", "DPO removed a hallucination"), ("introduced", "DPO introduced a hallucination")):
+        lines += [f"### {title}", ""]
+        if not shown[kind]:
+            lines += ["None in this sample.", ""]
+        for e in shown[kind]:
+            lines += [f"Article `{e['id']}` ({kind}: {', '.join(e['items'])}):", "",
+                      _quote(e["article"][:400] + ("..." if len(e["article"]) > 400 else "")), "",
+                      "- Base: " + e["base"].replace("\n", " "), "- Post-DPO: " + e["dpo"].replace("\n", " "), ""]
+    lines += ["## Files", ""]
     lines += [f"- {name}: [{target}]({target})" for name, target in links.items()]
     lines += ["", "## Config", "", "```yaml", yaml.safe_dump(config, sort_keys=True).rstrip(), "```", ""]
     return "\n".join(lines)
 
 
 def build_report(
-    scores_base: str, scores_dpo: str, pairs: str, log_history: str, output: str, metrics_out: str, config: dict
+    scores_base: str, scores_dpo: str, data: str, pairs: str, log_history: str, output: str, metrics_out: str,
+    figures_dir: str, config: dict, alpha: float = 0.05, resamples: int = 2000, n_examples: int = 3, seed: int = 0,
 ) -> dict:
-    """Compute the report's numbers from the score files and write report.md + metrics.json."""
+    """Compute every number of the report from the artifacts; write report.md, metrics.json and the figures."""
+    paired = paired_scores(read_parquet(scores_base), read_parquet(scores_dpo))
+    data_df = read_parquet(data, ["id", "article", "highlights"])
+    highlights = paired[["id"]].merge(data_df, on="id", how="left")["highlights"]
+    pairs_df = read_parquet(pairs, ["id", "chosen_tokens", "rejected_tokens", "chosen_badness", "rejected_badness"])
+    curves = training_curves(read_json(log_history))
+    comparison = compare(paired, alpha, resamples, seed)
     metrics = {
-        "base": hallucination_rates(read_parquet(scores_base)),
-        "dpo": hallucination_rates(read_parquet(scores_dpo)),
-        "pairs": len(read_parquet(pairs, ["id"])),
+        "alpha": alpha,
+        "resamples": resamples,
+        "n_validation": len(paired),
+        "comparison": comparison,
+        # the seed's flat rates, kept for scripts that read metrics.json
+        "base": {r["key"]: r["base"]["value"] for r in comparison},
+        "dpo": {r["key"]: r["dpo"]["value"] for r in comparison},
+        "quality": quality(paired, highlights),
+        "pairs": pair_confounds(pairs_df),
         "training": training_summary(read_json(log_history)),
+        "training_warnings": training_warnings(curves),
     }
     here = Path(output).parent
+    figures = {k: os.path.relpath(Path(figures_dir) / name, here) for k, name in FIGURES.items()}
+    rates_figure(comparison, str(Path(figures_dir) / FIGURES["rates"]))
+    training_figure(curves, str(Path(figures_dir) / FIGURES["training"]))
+    pair_lengths_figure(pairs_df, str(Path(figures_dir) / FIGURES["pair_lengths"]))
     links = {
         name: os.path.relpath(path, here)
         for name, path in [("Base model scores", scores_base), ("DPO model scores", scores_dpo),
@@ -114,6 +297,6 @@ def build_report(
                            ("Metrics (JSON)", metrics_out)]
     }
     write_json(metrics, metrics_out)
-    write_text(render(metrics, config, links), output)
+    write_text(render(metrics, config, links, figures, examples(paired, data_df, n_examples)), output)
     log.info("report written to %s", output)
     return metrics

@@ -35,3 +35,21 @@ def test_pairs_chosen_highlights_rejected_worst_skip_clean_articles():
 def test_min_badness_filters_weak_pairs():
     pairs = build_pairs(*frames(), min_badness=4)
     assert list(pairs["id"]) == ["z"]
+
+
+def test_select_pairs_stores_token_lengths(tiny_model_dir, tmp_path):
+    from faithdpo.io import write_parquet
+    from faithdpo.models import load_tokenizer
+    from faithdpo.pairs import select_pairs
+
+    scores, prompts, data = frames()
+    paths = {}
+    for name, frame in (("scores", scores), ("prompts", prompts), ("data", data)):
+        paths[name] = str(tmp_path / f"{name}.parquet")
+        write_parquet(frame, paths[name])
+    pairs = select_pairs(paths["scores"], paths["prompts"], paths["data"], tiny_model_dir, str(tmp_path / "p.parquet"))
+    tokenizer = load_tokenizer(tiny_model_dir)
+    assert list(pairs["rejected_tokens"]) == [len(tokenizer(t, add_special_tokens=False)["input_ids"])
+                                              for t in pairs["rejected"]]
+    assert (pairs["chosen_tokens"] > 0).all()
+    assert pd.read_parquet(tmp_path / "p.parquet").equals(pairs)

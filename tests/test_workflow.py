@@ -50,8 +50,10 @@ def recomputed_rates(scores: pd.DataFrame) -> dict:
 
 
 def report_table(report: str) -> dict[str, list[str]]:
-    rows = re.findall(r"^\| ([^|]+?) \| ([^|]+?) \| ([^|]+?) \| ([^|]+?) \|$", report, flags=re.MULTILINE)
-    return {name: [base, dpo, delta] for name, base, dpo, delta in rows}
+    """Hallucination table rows: metric -> [base, dpo, delta] leading values (intervals dropped)."""
+    rows = re.findall(r"^\| ([^|]+?) \| ([^|]+?) \| ([^|]+?) \| ([^|]+?) \| ([^|]+?) \| ([^|]+?) \|$", report,
+                      flags=re.MULTILINE)
+    return {row[0]: [cell.split(" [")[0] for cell in row[1:4]] for row in rows}
 
 
 @pytest.mark.slow
@@ -85,3 +87,13 @@ def test_demo_keeps_every_output_under_results_demo(demo_run):
 def test_nothing_to_be_done_after_the_demo(demo_run):
     done = snakemake(demo_run, "-n", *DEMO)
     assert "Nothing to be done" in done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_snakemake_report_embeds_the_figures(demo_run, tmp_path):
+    html = tmp_path / "report.html"
+    snakemake(demo_run, "--report", str(html), *DEMO)
+    text = html.read_text(encoding="utf-8")
+    for name in ("rates.png", "training.png", "pair_lengths.png", "report.md"):
+        assert name in text
+    assert html.stat().st_size > 100_000  # self-contained: the pictures are inside

@@ -6,6 +6,7 @@ rule select_pairs:
         scores=f"{OUT}/scores/candidates.parquet",
         prompts=f"{OUT}/prompts/train.parquet",
         data=f"{OUT}/data/train.parquet",
+        model=base_model_dir(),
         modules=package_modules("pairs"),
     output:
         f"{OUT}/pairs/train.parquet",

@@ -1,4 +1,6 @@
-"""Snakemake adapter: write report.md and metrics.json."""
+"""Snakemake adapter: write report.md, metrics.json and the figures."""
+
+from pathlib import Path
 
 from faithdpo.logs import setup_logging
 from faithdpo.report import build_report
@@ -7,9 +9,11 @@ setup_logging(snakemake.log[0])
 build_report(
     snakemake.input.scores_base,
     snakemake.input.scores_dpo,
+    snakemake.input.data,
     snakemake.input.pairs,
     snakemake.input.log_history,
     snakemake.output.report,
     snakemake.output.metrics,
-    snakemake.params.config,
+    str(Path(snakemake.output.rates).parent),
+    **snakemake.params,
 )

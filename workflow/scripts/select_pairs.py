@@ -5,5 +5,10 @@ from faithdpo.pairs import select_pairs
 
 setup_logging(snakemake.log[0])
 select_pairs(
-    snakemake.input.scores, snakemake.input.prompts, snakemake.input.data, snakemake.output[0], **snakemake.params
+    snakemake.input.scores,
+    snakemake.input.prompts,
+    snakemake.input.data,
+    snakemake.input.model,
+    snakemake.output[0],
+    **snakemake.params,
 )
