@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import shutil
 
+import pandas as pd
 import pytest
 import yaml
 
-from workflow_helpers import DEMO, planned_jobs, snakemake
+from workflow_helpers import DEMO, jobs_in, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -62,3 +63,24 @@ def test_report_code_change_reruns_the_report_alone(run_copy):
 def test_training_hyperparameter_change_reruns_training_and_what_follows(run_copy):
     jobs = planned_jobs(run_copy, *with_config(run_copy, {"training": {"learning_rate": 1.0e-4}}))
     assert jobs == {"train_dpo", "generate_eval[model=dpo]", "score_eval[model=dpo]", "report"}
+
+
+def test_rebuild_with_identical_output_runs_no_gpu_step(run_copy):
+    """Scoring reruns after a code change, but the pairs come out byte-identical: the
+    select_pairs checkpoint then lets training and DPO generation stand."""
+    edit(run_copy / "faithdpo" / "scoring.py", '"thousand": 3,', '"thousand": 3,  # same logic, new bytes')
+    done = snakemake(run_copy, "--cores", "2", *DEMO)
+    assert jobs_in(done.stdout + done.stderr) == {
+        "score_candidates", "score_eval[model=base]", "score_eval[model=dpo]", "select_pairs", "report",
+    }
+    assert planned_jobs(run_copy, *DEMO) == set()
+
+
+def test_changed_pairs_retrain_and_regenerate(run_copy):
+    badness = pd.read_parquet(run_copy / "results" / "demo" / "pairs" / "train.parquet")["rejected_badness"]
+    assert badness.nunique() > 1, "the demo's pairs must differ in badness for this test to mean anything"
+    args = with_config(run_copy, {"pairs": {"min_badness": int(badness.max())}})
+    done = snakemake(run_copy, "--cores", "2", *args)
+    assert jobs_in(done.stdout + done.stderr) == {
+        "select_pairs", "train_dpo", "generate_eval[model=dpo]", "score_eval[model=dpo]", "report",
+    }

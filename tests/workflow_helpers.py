@@ -34,11 +34,15 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
 
 
 def planned_jobs(workdir: Path, *args: str) -> set[str]:
-    """The jobs a dry run would execute, as ``rule`` or ``rule[wildcards]``, without the target rule ``all``."""
-    out = snakemake(workdir, "-n", *args).stdout
+    """The jobs a dry run would execute (an upper bound where checkpoints are involved)."""
+    return jobs_in(snakemake(workdir, "-n", *args).stdout)
+
+
+def jobs_in(out: str) -> set[str]:
+    """Jobs listed in Snakemake's output, as ``rule`` or ``rule[wildcards]``, without the target rule ``all``."""
     jobs = set()
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
-        head = re.match(r"(?:local)?rule (\w+):", block)
+    for block in re.split(r"\n(?=(?:local)?(?:rule|checkpoint) \w+:)", out):
+        head = re.match(r"(?:local)?(?:rule|checkpoint) (\w+):", block)
         if not head or head.group(1) == "all":
             continue
         wildcards = re.search(r"^    wildcards: (.+)$", block, flags=re.MULTILINE)

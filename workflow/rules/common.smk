@@ -60,6 +60,18 @@ def raw_split(wildcards):
     return os.path.join(config["data"]["dir"], f"{wildcards.split}.parquet")
 
 
+def prompts_of(split):
+    """The prompts of a split, read through the checkpoint so that a rebuild that leaves
+    them byte-identical does not rerun generation (see README, "Only stale steps rerun").
+    """
+    return lambda wildcards: checkpoints.build_prompts.get(split=split).output[0]
+
+
+def preference_pairs(wildcards):
+    """The pairs, read through the checkpoint: unchanged pairs do not retrain."""
+    return checkpoints.select_pairs.get().output[0]
+
+
 def hub_model_dir():
     return models.hub_model_dir(config["model"]["name"])
 

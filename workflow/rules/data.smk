@@ -57,7 +57,7 @@ rule prepare_split:
         "../scripts/prepare_split.py"
 
 
-rule build_prompts:
+checkpoint build_prompts:
     input:
         data=f"{OUT}/data/{{split}}.parquet",
         model=base_model_dir(),

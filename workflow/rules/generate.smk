@@ -3,7 +3,7 @@
 
 rule generate_candidates:
     input:
-        prompts=f"{OUT}/prompts/train.parquet",
+        prompts=prompts_of("train"),
         model=base_model_dir(),
         modules=package_modules("generation"),
     output:
@@ -23,9 +23,12 @@ rule generate_candidates:
 
 rule generate_eval:
     input:
-        prompts=f"{OUT}/prompts/validation.parquet",
+        prompts=prompts_of("validation"),
         model=base_model_dir(),
         adapter=lambda wc: ADAPTER if wc.model == "dpo" else [],
+        # The pairs the adapter was trained on, read through their checkpoint: when they
+        # come out unchanged, training is skipped and so is this job.
+        pairs=lambda wc: preference_pairs(wc) if wc.model == "dpo" else [],
         modules=package_modules("generation"),
     output:
         f"{OUT}/eval/{{model}}.parquet",

@@ -1,10 +1,10 @@
 # Pairs: chosen = reference highlights, rejected = the worst candidate by badness.
 
 
-rule select_pairs:
+checkpoint select_pairs:
     input:
         scores=f"{OUT}/scores/candidates.parquet",
-        prompts=f"{OUT}/prompts/train.parquet",
+        prompts=prompts_of("train"),
         data=f"{OUT}/data/train.parquet",
         model=base_model_dir(),
         modules=package_modules("pairs"),

@@ -7,7 +7,7 @@ rule report:
         scores_base=f"{OUT}/scores/eval_base.parquet",
         scores_dpo=f"{OUT}/scores/eval_dpo.parquet",
         data=f"{OUT}/data/validation.parquet",
-        pairs=f"{OUT}/pairs/train.parquet",
+        pairs=preference_pairs,
         log_history=LOG_HISTORY,
         modules=package_modules("report"),
     output:

@@ -3,7 +3,7 @@
 
 rule train_dpo:
     input:
-        pairs=f"{OUT}/pairs/train.parquet",
+        pairs=preference_pairs,
         model=base_model_dir(),
         modules=package_modules("training"),
     output:
