@@ -10,6 +10,7 @@ if config["data"]["source"] == "hub":
         localrule: True
         conda:
             "../../envs/nlp.yaml"
+        threads: 1
         params:
             path=config["data"]["hub"]["path"],
             name=config["data"]["hub"]["name"],
@@ -31,6 +32,7 @@ if config["data"]["source"] == "synthetic":
             corpus_split="train|validation|pretrain",
         conda:
             "../../envs/nlp.yaml"
+        threads: 1
         params:
             n=lambda wc: config["data"]["synthetic"][wc.corpus_split],
             seed=config["seed"],
@@ -49,6 +51,7 @@ rule prepare_split:
         f"{OUT}/logs/prepare_split/{{split}}.log",
     conda:
         "../../envs/nlp.yaml"
+    threads: 1
     params:
         n=lambda wc: config["data"][f"n_{wc.split}"],
         seed=config["seed"],
@@ -68,6 +71,7 @@ checkpoint build_prompts:
         f"{OUT}/logs/build_prompts/{{split}}.log",
     conda:
         "../../envs/gpu.yaml"
+    threads: 1
     params:
         # a function, so that "{article}" is not taken for a wildcard
         template=lambda wc: config["prompt"]["template"],

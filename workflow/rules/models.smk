@@ -10,6 +10,7 @@ if config["model"]["source"] == "hub":
         localrule: True
         conda:
             "../../envs/gpu.yaml"
+        threads: 1
         params:
             repo_id=config["model"]["name"],
             revision=config["model"]["revision"],

@@ -14,6 +14,7 @@ checkpoint select_pairs:
         f"{OUT}/logs/select_pairs.log",
     conda:
         "../../envs/nlp.yaml"
+    threads: 1
     params:
         min_badness=config["pairs"]["min_badness"],
     script:

@@ -34,6 +34,7 @@ rule report:
         f"{OUT}/logs/report.log",
     conda:
         "../../envs/nlp.yaml"
+    threads: 1
     params:
         config={k: v for k, v in config.items() if k != "resources"},
         alpha=config["report"]["alpha"],

@@ -12,6 +12,7 @@ rule score_candidates:
         f"{OUT}/logs/score_candidates.log",
     conda:
         "../../envs/nlp.yaml"
+    threads: config["scoring"]["n_process"]
     params:
         scoring=config["scoring"],
     script:
@@ -29,6 +30,7 @@ rule score_eval:
         f"{OUT}/logs/score_eval/{{model}}.log",
     conda:
         "../../envs/nlp.yaml"
+    threads: config["scoring"]["n_process"]
     params:
         scoring=config["scoring"],
     script:

@@ -1,0 +1,73 @@
+"""The demo DAG on a real single-node SLURM cluster (slurm-wlm 22.05, munge, one "gpu" GRES
+on /dev/null): every GPU rule must run as a SLURM job holding gres:gpu:1, and the report must
+equal the local run's. Needs root and `apt-get install slurm-wlm munge`; .ci/run installs them."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from workflow_helpers import DEMO, copy_workflow, snakemake
+
+HERE = Path(__file__).parent
+GPU_RULES = {"generate_candidates", "generate_eval", "train_dpo"}
+pytestmark = pytest.mark.slow
+
+
+def slurm_missing() -> str | None:
+    missing = [b for b in ("slurmctld", "slurmd", "munged", "sbatch") if not shutil.which(b)
+               and not Path("/usr/sbin", b).exists()]
+    if missing:
+        return f"SLURM is not installed (missing {', '.join(missing)}): apt-get install slurm-wlm munge"
+    if os.geteuid() != 0:
+        return "starting slurmctld, slurmd and munged needs root"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    reason = slurm_missing()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the cluster test: {reason}")
+        pytest.skip(reason)
+    cluster = tmp_path_factory.mktemp("slurm")
+    started = subprocess.run(["bash", str(HERE / "start_slurm.sh"), str(cluster)], capture_output=True, text=True)
+    if started.returncode == 2:  # a real SLURM config is there: leave it alone
+        pytest.skip(started.stderr.strip())
+    assert started.returncode == 0, started.stdout + started.stderr
+    yield cluster
+    subprocess.run(["bash", str(HERE / "stop_slurm.sh"), str(cluster)], check=False)
+
+
+def slurm_jobs(text: str) -> list[str]:
+    return re.findall(r"has been submitted with SLURM jobid (\d+)", text)
+
+
+def test_demo_on_slurm_runs_gpu_rules_with_a_gpu_and_matches_the_local_run(slurm_cluster, demo_run, tmp_path):
+    work = copy_workflow(tmp_path)
+    # poll every 2 s instead of the plugin's 40 s wait: the jobs are short
+    done = snakemake(work, "--profile", "profiles/slurm", "--slurm-no-account", "--slurm-init-seconds-before-status-checks",
+                     "2", "--seconds-between-status-checks", "2", *DEMO)
+    output = done.stdout + done.stderr
+
+    rules_seen = {}
+    for job_id in slurm_jobs(output):
+        info = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True).stdout
+        rule = re.search(r"Comment=rule_(\w+?)(?:_wildcards_\S*)?\s", info).group(1)
+        assert "JobState=COMPLETED" in info, info
+        rules_seen.setdefault(rule, []).append(info)
+    assert GPU_RULES <= set(rules_seen), f"GPU rules not submitted to SLURM: {GPU_RULES - set(rules_seen)}"
+    for rule, infos in rules_seen.items():
+        for info in infos:
+            has_gpu = "gres:gpu:1" in info
+            assert has_gpu == (rule in GPU_RULES), f"{rule}: {'a GPU' if has_gpu else 'no GPU'} requested\n{info}"
+    assert len(rules_seen["generate_eval"]) == 2  # base and dpo
+
+    local = (demo_run / "results" / "demo" / "report.md").read_text()
+    assert (work / "results" / "demo" / "report.md").read_text() == local
