@@ -1,7 +1,6 @@
 """DPO training through the real code path: TRL DPOTrainer, LoRA on q/k/v/o, 4-bit NF4 on the CPU."""
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
