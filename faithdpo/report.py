@@ -21,7 +21,7 @@ import yaml
 from faithdpo.diagnostics import pair_confounds, training_curves, training_warnings
 from faithdpo.figures import pair_lengths_figure, rates_figure, training_figure
 from faithdpo.io import read_json, read_parquet, write_json, write_text
-from faithdpo.quality import quality_table
+from faithdpo.quality import quality_table, words
 from faithdpo.stats import mcnemar, paired_bootstrap, verdict
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def quality(paired: pd.DataFrame, highlights: pd.Series) -> dict:
         table = quality_table(paired[f"summary_{side}"], highlights)
         out[side] = {**{k: float(table[k].mean()) for k in ("rouge1", "rouge2", "rougeL", "words")},
                      "empty": float(table["empty"].mean()), "degenerate": float(table["degenerate"].mean())}
-    out["highlights_words"] = float(quality_table(highlights, highlights)["words"].mean())
+    out["highlights_words"] = float(highlights.fillna("").map(lambda text: len(words(text))).mean())
     return out
 
 
@@ -270,7 +270,8 @@ def build_report(
     data_df = read_parquet(data, ["id", "article", "highlights"])
     highlights = paired[["id"]].merge(data_df, on="id", how="left")["highlights"]
     pairs_df = read_parquet(pairs, ["id", "chosen_tokens", "rejected_tokens", "chosen_badness", "rejected_badness"])
-    curves = training_curves(read_json(log_history))
+    history = read_json(log_history)
+    curves = training_curves(history)
     comparison = compare(paired, alpha, resamples, seed)
     metrics = {
         "alpha": alpha,
@@ -282,7 +283,7 @@ def build_report(
         "dpo": {r["key"]: r["dpo"]["value"] for r in comparison},
         "quality": quality(paired, highlights),
         "pairs": pair_confounds(pairs_df),
-        "training": training_summary(read_json(log_history)),
+        "training": training_summary(history),
         "training_warnings": training_warnings(curves),
     }
     here = Path(output).parent
