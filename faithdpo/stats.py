@@ -20,9 +20,6 @@ class Interval:
     low: float
     high: float
 
-    def excludes_zero(self) -> bool:
-        return self.low > 0 or self.high < 0
-
 
 def _mean_ci(data: tuple[np.ndarray, ...], statistic, confidence: float, resamples: int, seed: int) -> Interval:
     from scipy.stats import bootstrap
