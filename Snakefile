@@ -3,9 +3,9 @@
 #   snakemake --cores 4 results/report.md                   # the real experiment (GPU, internet)
 #   snakemake --cores 2 --configfile config/demo.yaml       # offline demo -> results/demo/report.md
 #
-# The DAG (see README.md): prepare_split -> build_prompts -> generate_candidates ->
-# score_candidates -> select_pairs -> train_dpo -> generate_eval{base,dpo} ->
-# score_eval{base,dpo} -> report.
+# The DAG (see README.md): prepare_split -> build_prompts -> generate_candidates (shards) ->
+# score_candidates -> select_pairs -> train_dpo -> merge_adapter -> generate_eval{base,dpo}
+# (shards) -> score_eval{base,dpo} -> report, per experiment -> comparison.
 import os
 import sys
 
@@ -18,6 +18,11 @@ configfile: "config/config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
+
+
+# generation.shards GPU jobs per generation step, merged in order (see generate.smk).
+scattergather:
+    shard=config["generation"]["shards"],
 
 
 report: "workflow/report/workflow.rst"
@@ -48,3 +53,4 @@ rule all:
     default_target: True
     input:
         f"{OUT}/report.md",
+        [f"{OUT}/comparison.md"] if EXPERIMENTS else [],

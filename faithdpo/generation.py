@@ -1,42 +1,64 @@
-"""Batched summary generation with Hugging Face transformers.
+"""Batched, sharded and resumable summary generation (Hugging Face or vLLM engine).
 
-Prompts are sorted by length and batched with left padding; K samples per article
-come from ``num_return_sequences``. Each batch seeds the RNG from the seed and its
-first article id, so outputs do not depend on what ran before.
+The batch plan is a pure function of the prompts and the settings: prompts sorted by token
+length (longest first) and cut into batches under a row limit and a token budget. Shard s of
+n runs batches s, s+n, s+2n, ... (round robin, so every shard gets long and short prompts),
+and each batch seeds its sampling from the seed and its first article id. A batch therefore
+gives the same summaries whichever shard runs it and whatever ran before it: merged shards
+equal an unsharded run, and a run resumed after a kill equals one that was never killed.
+
+Finished batches are kept in a progress folder beside the output (``.{output}.progress``)
+until the output is written; a rerun with the same inputs picks them up.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
+import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
-from faithdpo.io import read_parquet, write_parquet
+from faithdpo.io import inputs_fingerprint, progress_dir, read_parquet, write_parquet
 
 log = logging.getLogger(__name__)
 
 OUTPUT_COLUMNS = ["id", "candidate", "summary", "prompt_tokens", "new_tokens"]
+OUTPUT_TYPES = {"candidate": "int64", "prompt_tokens": "int64", "new_tokens": "int64"}
+ENGINES = ("hf", "vllm")
 
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    """Decoding settings; ``num_return_sequences`` > 1 needs ``do_sample``."""
+    """Decoding and batching settings; ``num_return_sequences`` > 1 needs ``do_sample``."""
 
     num_return_sequences: int = 1
     do_sample: bool = False
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 128
-    batch_size: int = 8
+    batch_size: int = 8  # prompts per batch at most
+    # Padded tokens per batch at most: prompts x K x (longest prompt + max_new_tokens).
+    max_batch_tokens: int | None = None
     seed: int = 0
     stop_strings: list[str] = field(default_factory=list)
+    engine: str = "hf"
+    quantization: str = "none"  # none | nf4 (HF engine: 4-bit weights for a small GPU)
     trust_remote_code: bool = False
 
+    def __post_init__(self):
+        if self.num_return_sequences > 1 and not self.do_sample:
+            raise ValueError("generation: num_return_sequences > 1 needs sampling (do_sample: true)")
+        if self.engine not in ENGINES:
+            raise ValueError(f"generation.engine = {self.engine!r}; allowed: {', '.join(ENGINES)}")
 
-def cut_at_stop(text: str, stop_strings: list[str]) -> str:
+
+def cut_at_stop(text: str, stop_strings: Sequence[str]) -> str:
     """Cut ``text`` at the first stop string and strip surrounding whitespace."""
     cut = len(text)
     for stop in stop_strings:
@@ -50,78 +72,217 @@ def batch_seed(seed: int, first_id: str) -> int:
     return int(hashlib.sha256(f"{seed}/{first_id}".encode()).hexdigest()[:8], 16)
 
 
-def load_for_generation(model_dir: str, adapter_dir: str | None, trust_remote_code: bool):
-    """The base model, with a LoRA adapter merged into its weights when given."""
-    from faithdpo.models import load_model, load_tokenizer
+def plan_batches(prompt_tokens: Sequence[int], batch_size: int, max_batch_tokens: int | None = None,
+                 num_return_sequences: int = 1, max_new_tokens: int = 0) -> list[list[int]]:
+    """Row positions of each batch: longest prompts first (ties in input order).
 
-    tokenizer = load_tokenizer(model_dir, padding_side="left")
-    model = load_model(model_dir, trust_remote_code=trust_remote_code)
-    if adapter_dir:
-        from peft import PeftModel
+    A batch grows while it holds fewer than ``batch_size`` prompts and its padded size fits
+    ``max_batch_tokens``; a single prompt over the budget still gets a batch of its own.
+    """
+    order = sorted(range(len(prompt_tokens)), key=lambda i: -int(prompt_tokens[i]))
+    batches: list[list[int]] = []
+    for i in order:
+        if batches:
+            batch = batches[-1]
+            padded = (len(batch) + 1) * num_return_sequences * (int(prompt_tokens[batch[0]]) + max_new_tokens)
+            if len(batch) < batch_size and (max_batch_tokens is None or padded <= max_batch_tokens):
+                batch.append(i)
+                continue
+        batches.append([i])
+    return batches
 
-        model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
-        model.eval()
-    return model, tokenizer
+
+def parse_shard(item: str) -> tuple[int, int]:
+    """Snakemake's scatter item "2-of-4" as (shard index 1, shards 4)."""
+    match = re.fullmatch(r"(\d+)-of-(\d+)", item)
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise ValueError(f"shard {item!r} is not of the form 'i-of-n' with 1 <= i <= n")
+    return int(match[1]) - 1, int(match[2])
 
 
-def generate_summaries(model, tokenizer, prompts: pd.DataFrame, config: GenerationConfig) -> pd.DataFrame:
-    """Generate ``num_return_sequences`` summaries per prompt row (``id``, ``prompt``)."""
-    import torch
+def order_rows(rows: pd.DataFrame, ids: Sequence[str]) -> pd.DataFrame:
+    """Rows in prompt order, then by candidate, with the output schema's types."""
+    position = {pid: i for i, pid in enumerate(ids)}
+    rows = rows.sort_values(["id", "candidate"], key=lambda s: s.map(position) if s.name == "id" else s,
+                            kind="stable")
+    return rows.reset_index(drop=True)[OUTPUT_COLUMNS].astype(OUTPUT_TYPES)
 
-    order = prompts.assign(_len=prompts["prompt"].str.len()).sort_values("_len", ascending=False, kind="stable")
-    k = config.num_return_sequences
-    sampling = (
-        {"do_sample": True, "temperature": config.temperature, "top_p": config.top_p}
-        if config.do_sample
-        else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-    )
-    rows, new_total, started = [], 0, time.perf_counter()
-    for start in range(0, len(order), config.batch_size):
-        batch = order.iloc[start : start + config.batch_size]
-        enc = tokenizer(list(batch["prompt"]), return_tensors="pt", padding=True, add_special_tokens=False)
-        enc = enc.to(model.device)
-        torch.manual_seed(batch_seed(config.seed, str(batch["id"].iloc[0])))
+
+class HFEngine:
+    """transformers ``generate``: left padding, K samples via ``num_return_sequences``.
+
+    bf16 weights and SDPA attention on a GPU (see models.load_model), 4-bit NF4 on request.
+    """
+
+    def __init__(self, model_dir: str, config: GenerationConfig):
+        from faithdpo.models import load_model, load_tokenizer
+
+        self.config = config
+        self.tokenizer = load_tokenizer(model_dir, padding_side="left")
+        self.model = load_model(model_dir, trust_remote_code=config.trust_remote_code,
+                                quantization=config.quantization)
+
+    def count_tokens(self, prompts: list[str]) -> list[int]:
+        return [len(x) for x in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+
+    def generate(self, ids: list[str], prompts: list[str]) -> list[dict]:
+        import torch
+
+        cfg, tok = self.config, self.tokenizer
+        sampling = (
+            {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p}
+            if cfg.do_sample
+            else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        )
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
+        torch.manual_seed(batch_seed(cfg.seed, ids[0]))
         with torch.inference_mode():
-            out = model.generate(
-                **enc,
-                max_new_tokens=config.max_new_tokens,
-                num_return_sequences=k,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                **sampling,
-            )
-        width = enc["input_ids"].shape[1]
+            out = self.model.generate(**enc, max_new_tokens=cfg.max_new_tokens,
+                                      num_return_sequences=cfg.num_return_sequences,
+                                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **sampling)
+        width, k = enc["input_ids"].shape[1], cfg.num_return_sequences
         prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
-        for j, seq in enumerate(out[:, width:]):
-            row = j // k
-            ids = seq.tolist()
-            if tokenizer.eos_token_id in ids:
-                ids = ids[: ids.index(tokenizer.eos_token_id)]
-            ids = [t for t in ids if t != tokenizer.pad_token_id]
-            new_total += len(ids)
-            rows.append({
-                "id": batch["id"].iloc[row],
-                "candidate": j % k,
-                "summary": cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), config.stop_strings),
-                "prompt_tokens": int(prompt_lens[row]),
-                "new_tokens": len(ids),
-            })
-        elapsed = time.perf_counter() - started
-        log.info("%d/%d prompts, %.1f new tokens/s", min(start + config.batch_size, len(order)), len(order),
-                 new_total / max(elapsed, 1e-9))
-    position = {pid: i for i, pid in enumerate(prompts["id"])}
-    out = pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
-    out = out.sort_values(["id", "candidate"], key=lambda s: s.map(position) if s.name == "id" else s)
-    return out.reset_index(drop=True).astype({"candidate": "int64", "prompt_tokens": "int64", "new_tokens": "int64"})
+        rows = []
+        for j, seq in enumerate(out[:, width:].tolist()):
+            if tok.eos_token_id in seq:
+                seq = seq[: seq.index(tok.eos_token_id)]
+            seq = [t for t in seq if t != tok.pad_token_id]
+            rows.append({"id": ids[j // k], "candidate": j % k,
+                         "summary": cut_at_stop(tok.decode(seq, skip_special_tokens=True), cfg.stop_strings),
+                         "prompt_tokens": int(prompt_lens[j // k]), "new_tokens": len(seq)})
+        return rows
 
 
-def generate_file(prompts: str, model_dir: str, output: str, adapter_dir: str | None = None, **params) -> pd.DataFrame:
-    """Generate summaries for a prompts parquet and write the candidates parquet."""
+class VLLMEngine:
+    """vLLM (an optional extra, GPU only), same outputs schema as the HF engine.
+
+    Each prompt carries its own sampling seed, so outputs do not depend on batching;
+    ``batch_size`` is the number of prompts handed to vLLM (and checkpointed) at once.
+    Adapters are merged beforehand (rule merge_adapter): serving through LoRA would cost
+    30-50% throughput and need ``max_lora_rank`` >= r (vLLM's default is 16).
+    """
+
+    def __init__(self, model_dir: str, config: GenerationConfig):
+        try:
+            from vllm import LLM
+        except ImportError:
+            raise RuntimeError(
+                "generation.engine is 'vllm' but vLLM is not installed: `pip install 'faithdpo[vllm]'` "
+                "on a CUDA machine, or set generation.engine: hf"
+            ) from None
+        from faithdpo.models import check_model_dir
+
+        check_model_dir(model_dir)
+        self.config = config
+        self.llm = LLM(model=model_dir, dtype="bfloat16", seed=config.seed,
+                       trust_remote_code=config.trust_remote_code)
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def count_tokens(self, prompts: list[str]) -> list[int]:
+        return [len(x) for x in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+
+    def generate(self, ids: list[str], prompts: list[str]) -> list[dict]:
+        from vllm import SamplingParams
+
+        cfg = self.config
+        params = [
+            SamplingParams(n=cfg.num_return_sequences, temperature=cfg.temperature if cfg.do_sample else 0.0,
+                           top_p=cfg.top_p if cfg.do_sample else 1.0, max_tokens=cfg.max_new_tokens,
+                           seed=batch_seed(cfg.seed, pid), stop=list(cfg.stop_strings) or None)
+            for pid in ids
+        ]
+        outputs = self.llm.generate([{"prompt_token_ids": self.tokenizer(p, add_special_tokens=False)["input_ids"]}
+                                     for p in prompts], params, use_tqdm=False)
+        return [{"id": pid, "candidate": j, "summary": cut_at_stop(c.text, cfg.stop_strings),
+                 "prompt_tokens": len(out.prompt_token_ids), "new_tokens": len(c.token_ids)}
+                for pid, out in zip(ids, outputs) for j, c in enumerate(out.outputs)]
+
+
+def load_engine(model_dir: str, config: GenerationConfig):
+    return VLLMEngine(model_dir, config) if config.engine == "vllm" else HFEngine(model_dir, config)
+
+
+class Progress:
+    """The finished batches of one generation job, one parquet file each, in a folder
+    stamped with the job's inputs (see io.progress_dir)."""
+
+    def __init__(self, directory: str | Path, fingerprint: str):
+        self.dir = progress_dir(directory, fingerprint)
+
+    def _path(self, batch: int) -> Path:
+        return self.dir / f"batch-{batch:06d}.parquet"
+
+    def load(self, batches: Sequence[int]) -> dict[int, pd.DataFrame]:
+        return {b: pd.read_parquet(self._path(b)) for b in batches if self._path(b).exists()}
+
+    def save(self, batch: int, rows: pd.DataFrame) -> None:
+        write_parquet(rows, self._path(batch))
+
+    def clear(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def generate_summaries(engine, prompts: pd.DataFrame, config: GenerationConfig, shard: tuple[int, int] = (0, 1),
+                       progress: Progress | None = None) -> pd.DataFrame:
+    """Summaries of this shard's batches of ``prompts`` (``id``, ``prompt``), in prompt order."""
+    from tqdm.auto import tqdm
+
+    ids, texts = [str(i) for i in prompts["id"]], list(prompts["prompt"])
+    batches = plan_batches(engine.count_tokens(texts), config.batch_size, config.max_batch_tokens,
+                           config.num_return_sequences, config.max_new_tokens)
+    mine = list(range(shard[0], len(batches), shard[1]))
+    done = progress.load(mine) if progress else {}
+    todo = [b for b in mine if b not in done]
+    total = sum(len(batches[b]) for b in mine)
+    if done:
+        log.info("resuming: %d of %d batches already done", len(done), len(mine))
+    log.info("shard %d of %d: %d prompts in %d batches (%d to run)", shard[0] + 1, shard[1], total, len(mine),
+             len(todo))
+    new_tokens, started = 0, time.perf_counter()
+    with tqdm(total=total, initial=total - sum(len(batches[b]) for b in todo), unit="prompt",
+              desc="generate") as bar:
+        for b in todo:
+            rows = pd.DataFrame(engine.generate([ids[i] for i in batches[b]], [texts[i] for i in batches[b]]),
+                                columns=OUTPUT_COLUMNS)
+            if progress:
+                progress.save(b, rows)
+            done[b] = rows
+            new_tokens += int(rows["new_tokens"].sum())
+            rate = new_tokens / max(time.perf_counter() - started, 1e-9)
+            bar.update(len(batches[b]))
+            bar.set_postfix(tokens_per_s=f"{rate:.1f}")
+            log.info("%d/%d batches, %.1f new tokens/s", len(done), len(mine), rate)
+    rows = pd.concat([done[b] for b in mine], ignore_index=True) if mine else pd.DataFrame(columns=OUTPUT_COLUMNS)
+    return order_rows(rows, ids)
+
+
+def generate_file(prompts: str, model_dir: str, output: str, shard: str = "1-of-1", **params) -> pd.DataFrame:
+    """Generate one shard's summaries of a prompts parquet; write them, resuming earlier progress."""
     config = GenerationConfig(**params)
-    if config.num_return_sequences > 1 and not config.do_sample:
-        raise ValueError("generation: num_return_sequences > 1 needs sampling (do_sample: true)")
-    model, tokenizer = load_for_generation(model_dir, adapter_dir, config.trust_remote_code)
-    out = generate_summaries(model, tokenizer, read_parquet(prompts, ["id", "prompt"]), config)
+    where = parse_shard(shard)
+    prompts_df = read_parquet(prompts, ["id", "prompt"])
+    out_path = Path(output)
+    progress = Progress(out_path.with_name(f".{out_path.name}.progress"),
+                        inputs_fingerprint([prompts], model_dir, [asdict(config), where]))
+    out = generate_summaries(load_engine(model_dir, config), prompts_df, config, where, progress)
     write_parquet(out, output)
+    progress.clear()
     log.info("wrote %d summaries to %s", len(out), output)
     return out
+
+
+def merge_shards(prompts: str, shards: Sequence[str], output: str, num_return_sequences: int = 1) -> pd.DataFrame:
+    """Concatenate shard outputs in prompt order, checking that every prompt has its K summaries."""
+    ids = [str(i) for i in read_parquet(prompts, ["id"])["id"]]
+    merged = order_rows(pd.concat([read_parquet(s, OUTPUT_COLUMNS) for s in shards], ignore_index=True), ids)
+    counts = merged["id"].value_counts()
+    wrong = [i for i in ids if counts.get(i, 0) != num_return_sequences]
+    extra = sorted(set(counts.index) - set(ids))
+    if wrong or extra:
+        raise ValueError(
+            f"shards {list(shards)} do not cover {prompts}: {len(wrong)} prompt(s) without exactly "
+            f"{num_return_sequences} summaries (first: {wrong[:3]}), {len(extra)} unknown id(s) {extra[:3]}"
+        )
+    write_parquet(merged, output)
+    log.info("merged %d shard(s) into %s: %d summaries", len(shards), output, len(merged))
+    return merged

@@ -7,7 +7,9 @@ killed at any point never leaves a file that looks complete.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -15,6 +17,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pandas as pd
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -97,3 +101,30 @@ def write_jsonl(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write ``df`` as JSON Lines atomically (UTF-8, one object per row)."""
     with atomic_path(path) as tmp:
         df.to_json(tmp, orient="records", lines=True, force_ascii=False)
+
+
+def inputs_fingerprint(files: list[str | os.PathLike], model_dir: str | os.PathLike, settings: Any) -> str:
+    """A digest of what a long job's partial progress depends on: its input files' bytes,
+    the model folder's files (name, size, mtime) and its settings."""
+    h = hashlib.sha256()
+    for f in files:
+        h.update(Path(f).read_bytes())
+    for f in sorted(Path(model_dir).iterdir()):
+        if f.is_file():
+            st = f.stat()
+            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def progress_dir(directory: str | os.PathLike, fingerprint: str) -> Path:
+    """A folder for a job's partial progress, stamped with its inputs' fingerprint; what an
+    earlier run left there from other inputs is discarded rather than mixed in."""
+    directory = Path(directory)
+    stamp = directory / "fingerprint"
+    if directory.exists() and (not stamp.exists() or stamp.read_text() != fingerprint):
+        log.info("discarding %s: it was made from other inputs", directory)
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint)
+    return directory

@@ -1,12 +1,25 @@
-"""Preference pairs for DPO: chosen = reference highlights, rejected = worst candidate.
+"""Preference pairs for DPO, by one of three strategies, then filtered.
 
-Articles whose worst candidate has badness 0 are skipped: there is no hallucination
-to push away from, and the pair would teach style alone.
+- ``highlights_vs_worst`` (the seed's): chosen = reference highlights, rejected = the
+  candidate with the highest badness. Chosen and rejected differ in author, length and
+  style as well as in faithfulness, and DPO learns whichever separates them most easily.
+- ``best_vs_worst`` (on-policy): chosen = the cleanest candidate (badness 0, ties broken by
+  ROUGE-L to the highlights), rejected = the worst candidate of the same article. Both
+  sides are the model's own text.
+- ``minimal_swap`` (counterfactual): rejected = the chosen text with exactly one entity or
+  number replaced by one of the same kind that the article does not contain, drawn (seeded)
+  from the highlights of the split's other articles. The pair differs only in the
+  hallucination; the rejected side is re-scored, so the margin is measured, not assumed.
+
+Filters, for any strategy: a minimum badness margin, a maximum relative length
+difference (tokens), and de-duplication.
 """
 
 from __future__ import annotations
 
 import logging
+import random
+import unicodedata
 
 import pandas as pd
 
@@ -14,8 +27,11 @@ from faithdpo.io import read_parquet, write_parquet
 
 log = logging.getLogger(__name__)
 
-PAIR_COLUMNS = ["id", "prompt", "chosen", "rejected", "chosen_badness", "rejected_badness", "rejected_candidate"]
+STRATEGIES = ("highlights_vs_worst", "best_vs_worst", "minimal_swap")
+PAIR_COLUMNS = ["id", "prompt", "chosen", "rejected", "chosen_badness", "rejected_badness", "chosen_candidate",
+                "rejected_candidate", "swap"]
 TOKEN_COLUMNS = ["chosen_tokens", "rejected_tokens"]
+HIGHLIGHTS = -1  # the candidate index recorded when a side is the reference highlights
 
 
 def completion(text: str) -> str:
@@ -29,26 +45,143 @@ def worst_candidates(scores: pd.DataFrame) -> pd.DataFrame:
     return ranked.drop_duplicates("id", keep="first")
 
 
-def build_pairs(scores: pd.DataFrame, prompts: pd.DataFrame, data: pd.DataFrame, min_badness: int = 1) -> pd.DataFrame:
-    """Pair each article's highlights (chosen) with its worst candidate (rejected)."""
-    worst = worst_candidates(scores)
-    worst = worst[worst["badness"] >= min_badness]
-    merged = (
-        worst.merge(prompts[["id", "prompt"]], on="id", how="inner", validate="one_to_one")
-        .merge(data[["id", "highlights"]], on="id", how="inner", validate="one_to_one")
-    )
-    order = {pid: i for i, pid in enumerate(data["id"])}
-    merged = merged.sort_values("id", key=lambda s: s.map(order), kind="stable")
+def cleanest_candidates(scores: pd.DataFrame, highlights: pd.DataFrame) -> pd.DataFrame:
+    """One row per article that has a badness-0 candidate: the one closest to the highlights
+    by ROUGE-L (ties: lowest index), with its ``rougeL``."""
+    from faithdpo.quality import rouge_f1
+
+    clean = scores[scores["badness"] == 0].merge(highlights[["id", "highlights"]], on="id", how="inner")
+    clean = clean.assign(rougeL=rouge_f1(list(clean["summary"]), list(clean["highlights"]))["rougeL"].to_numpy()
+                         if len(clean) else [])
+    ranked = clean.sort_values(["id", "rougeL", "candidate"], ascending=[True, False, True], kind="stable")
+    return ranked.drop_duplicates("id", keep="first").drop(columns="highlights")
+
+
+def _frame(ids, chosen, rejected, chosen_badness, rejected_badness, chosen_candidate, rejected_candidate, swap=""):
     return pd.DataFrame({
-        "id": merged["id"],
-        "prompt": merged["prompt"],
-        "chosen": merged["highlights"].map(completion),
-        "rejected": merged["summary"].map(completion),
-        # The highlights are part of the reference, so they cannot hallucinate by definition.
-        "chosen_badness": 0,
-        "rejected_badness": merged["badness"].astype("int64"),
-        "rejected_candidate": merged["candidate"].astype("int64"),
-    }, columns=PAIR_COLUMNS).reset_index(drop=True)
+        "id": list(ids), "chosen": list(chosen), "rejected": list(rejected),
+        "chosen_badness": list(chosen_badness), "rejected_badness": list(rejected_badness),
+        "chosen_candidate": list(chosen_candidate), "rejected_candidate": list(rejected_candidate),
+        "swap": swap if isinstance(swap, str) else list(swap),
+    })
+
+
+def highlights_vs_worst(scores: pd.DataFrame, data: pd.DataFrame) -> pd.DataFrame:
+    worst = worst_candidates(scores).merge(data[["id", "highlights"]], on="id", how="inner", validate="one_to_one")
+    # The highlights are part of the reference, so they cannot hallucinate by definition.
+    return _frame(worst["id"], worst["highlights"], worst["summary"], [0] * len(worst), worst["badness"],
+                  [HIGHLIGHTS] * len(worst), worst["candidate"])
+
+
+def best_vs_worst(scores: pd.DataFrame, data: pd.DataFrame) -> pd.DataFrame:
+    best = cleanest_candidates(scores, data)
+    both = best.merge(worst_candidates(scores), on="id", suffixes=("_c", "_r"), validate="one_to_one")
+    both = both[both["badness_r"] > 0]
+    return _frame(both["id"], both["summary_c"], both["summary_r"], both["badness_c"], both["badness_r"],
+                  both["candidate_c"], both["candidate_r"])
+
+
+def swap_one(text: str, spans: list[dict], pool: dict[str, list[str]], unsupported, rng: random.Random):
+    """``text`` with one span replaced by a pool item of the same kind that
+    ``unsupported(kind, item)`` accepts, and "old -> new"; None when no span has one."""
+    options = []
+    for span in spans:
+        fits = [item for item in pool.get(span["kind"], [])
+                if item != span["text"] and unsupported(span["kind"], item)]
+        if fits:
+            options.append((span, fits))
+    if not options:
+        return None
+    span, fits = rng.choice(options)
+    new = rng.choice(fits)
+    return text[: span["start"]] + new + text[span["end"]:], f"{span['text']} -> {new}"
+
+
+def minimal_swap(scores: pd.DataFrame, data: pd.DataFrame, scorer, chosen_from: str = "highlights",
+                 seed: int = 0) -> pd.DataFrame:
+    """Counterfactual pairs: the faithful text vs the same text with one item swapped."""
+    from faithdpo.scoring import entity_supported, normalize_number, reference_number_values, reference_words
+
+    if chosen_from == "highlights":
+        base = pd.DataFrame({"id": data["id"], "text": data["highlights"], "badness": 0, "candidate": HIGHLIGHTS})
+    else:
+        best = cleanest_candidates(scores, data)
+        base = pd.DataFrame({"id": best["id"], "text": best["summary"], "badness": best["badness"],
+                             "candidate": best["candidate"]})
+    base = base.merge(data[["id", "article", "highlights"]], on="id", how="inner", validate="one_to_one")
+    base["text"] = base["text"].map(lambda t: unicodedata.normalize("NFKC", t.strip()))
+    spans = scorer.items(list(base["text"]))
+    # The pool: every entity and number of the split's highlights, by kind, in a fixed order.
+    # An article's own items are supported by its reference, so they are never drawn for it.
+    pool: dict[str, set[str]] = {}
+    for items in scorer.items(list(data["highlights"])):
+        for item in items:
+            pool.setdefault(item["kind"], set()).add(item["text"])
+    pool = {kind: sorted(texts) for kind, texts in pool.items()}
+    rows = []
+    for (pid, text, badness, cand, article, highlights), items in zip(
+        base[["id", "text", "badness", "candidate", "article", "highlights"]].itertuples(index=False), spans
+    ):
+        reference = f"{article}\n{highlights}"
+        words, values = reference_words(reference), reference_number_values(reference, scorer.number_re)
+
+        def unsupported(kind, item, words=words, values=values):
+            if kind.startswith("NUMBER:"):
+                return normalize_number(item) not in values
+            return not entity_supported(item, words)
+
+        swapped = swap_one(text, items, pool, unsupported, random.Random(f"{seed}/{pid}"))
+        if swapped:
+            rows.append((pid, text, swapped[0], badness, cand, swapped[1], article, highlights))
+    if not rows:
+        return _frame([], [], [], [], [], [], [], [])
+    out = pd.DataFrame(rows, columns=["id", "chosen", "rejected", "chosen_badness", "chosen_candidate", "swap",
+                                      "article", "highlights"])
+    rescored = scorer.score(out.rename(columns={"rejected": "summary"}))
+    # The rejected side is the chosen text edited, so both record the chosen's source.
+    return _frame(out["id"], out["chosen"], out["rejected"], out["chosen_badness"], rescored["badness"],
+                  out["chosen_candidate"], out["chosen_candidate"], out["swap"])
+
+
+def build_pairs(strategy: str, scores: pd.DataFrame, prompts: pd.DataFrame, data: pd.DataFrame, scorer=None,
+                chosen_from: str = "highlights", seed: int = 0) -> pd.DataFrame:
+    """One pair per article by ``strategy``, in data order, with its prompt."""
+    if strategy == "highlights_vs_worst":
+        pairs = highlights_vs_worst(scores, data)
+    elif strategy == "best_vs_worst":
+        pairs = best_vs_worst(scores, data)
+    elif strategy == "minimal_swap":
+        pairs = minimal_swap(scores, data, scorer, chosen_from, seed)
+    else:
+        raise ValueError(f"pairs.strategy = {strategy!r}; allowed: {', '.join(STRATEGIES)}")
+    pairs = pairs.merge(prompts[["id", "prompt"]], on="id", how="inner", validate="one_to_one")
+    order = {pid: i for i, pid in enumerate(data["id"])}
+    pairs = pairs.sort_values("id", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
+    pairs["chosen"] = pairs["chosen"].map(completion)
+    pairs["rejected"] = pairs["rejected"].map(completion)
+    types = {"chosen_badness": "int64", "rejected_badness": "int64", "chosen_candidate": "int64",
+             "rejected_candidate": "int64", "swap": "string"}
+    return pairs[PAIR_COLUMNS].astype(types)
+
+
+def filter_pairs(pairs: pd.DataFrame, min_margin: int = 1, max_length_diff: float | None = None,
+                 dedupe: bool = True) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Drop pairs below the badness margin, too different in length (relative, in tokens),
+    or duplicated (identical sides, or a repeat of an earlier pair). Returns the count of each."""
+    dropped = {}
+    keep = pairs["rejected_badness"] - pairs["chosen_badness"] >= min_margin
+    dropped["below_min_margin"] = int((~keep).sum())
+    pairs = pairs[keep]
+    if max_length_diff is not None:
+        longer = pairs[TOKEN_COLUMNS].max(axis=1).clip(lower=1)
+        keep = (pairs["chosen_tokens"] - pairs["rejected_tokens"]).abs() / longer <= max_length_diff
+        dropped["over_max_length_diff"] = int((~keep).sum())
+        pairs = pairs[keep]
+    if dedupe:
+        keep = (pairs["chosen"] != pairs["rejected"]) & ~pairs.duplicated(["prompt", "chosen", "rejected"])
+        dropped["duplicate"] = int((~keep).sum())
+        pairs = pairs[keep]
+    return pairs.reset_index(drop=True), dropped
 
 
 def count_tokens(texts: pd.Series, tokenizer) -> pd.Series:
@@ -59,7 +192,10 @@ def count_tokens(texts: pd.Series, tokenizer) -> pd.Series:
     return pd.Series([len(x) for x in ids], index=texts.index, dtype="int64")
 
 
-def select_pairs(scores: str, prompts: str, data: str, model_dir: str, output: str, min_badness: int = 1) -> pd.DataFrame:
+def select_pairs(scores: str, prompts: str, data: str, model_dir: str, output: str,
+                 strategy: str = "highlights_vs_worst", chosen_from: str = "highlights", min_margin: int = 1,
+                 max_length_diff: float | None = None, dedupe: bool = True, scoring: dict | None = None,
+                 seed: int = 0) -> pd.DataFrame:
     """Read the candidate scores, write the DPO dataset (prompt/chosen/rejected) as parquet.
 
     The token lengths of both sides are stored too: the report uses them to show how far
@@ -68,13 +204,21 @@ def select_pairs(scores: str, prompts: str, data: str, model_dir: str, output: s
     from faithdpo.models import load_tokenizer
 
     score_df = read_parquet(scores, ["id", "candidate", "summary", "badness"])
-    pairs = build_pairs(score_df, read_parquet(prompts, ["id", "prompt"]),
-                        read_parquet(data, ["id", "highlights"]), min_badness)
+    data_df = read_parquet(data, ["id", "article", "highlights"])
+    scorer = None
+    if strategy == "minimal_swap":
+        from faithdpo.scoring import Scorer, ScoringConfig
+
+        scorer = Scorer(ScoringConfig(**(scoring or {})))
+    pairs = build_pairs(strategy, score_df, read_parquet(prompts, ["id", "prompt"]), data_df, scorer, chosen_from,
+                        seed)
     tokenizer = load_tokenizer(model_dir)
     pairs["chosen_tokens"] = count_tokens(pairs["chosen"], tokenizer)
     pairs["rejected_tokens"] = count_tokens(pairs["rejected"], tokenizer)
+    built = len(pairs)
+    pairs, dropped = filter_pairs(pairs, min_margin, max_length_diff, dedupe)
     n_articles = score_df["id"].nunique()
-    log.info("%d pairs from %d articles (%d skipped: worst candidate below badness %d)",
-             len(pairs), n_articles, n_articles - len(pairs), min_badness)
+    log.info("%s: %d pairs from %d articles (%d articles without a pair; filters dropped %s)",
+             strategy, len(pairs), n_articles, n_articles - built, dropped)
     write_parquet(pairs, output)
     return pairs

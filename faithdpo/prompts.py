@@ -54,15 +54,34 @@ class PromptBuilder:
         return {"prompt": prompt, "prompt_tokens": self.count(prompt), "truncated": truncated}
 
 
-def build_prompts(data: str, model_dir: str, output: str, template: str, max_prompt_tokens: int) -> pd.DataFrame:
-    """Write ``id, prompt, prompt_tokens, truncated`` for every article of a split."""
+OVER_BUDGET = ("truncate", "skip", "fail")
+
+
+def build_prompts(data: str, model_dir: str, output: str, template: str, max_prompt_tokens: int,
+                  over_budget: str = "truncate") -> pd.DataFrame:
+    """Write ``id, prompt, prompt_tokens, truncated`` for the articles of a split.
+
+    An article over the token budget is cut to fit (``truncate``), left out (``skip``; later
+    steps see only the prompts' ids), or stops the run (``fail``).
+    """
     from faithdpo.models import load_tokenizer
 
+    if over_budget not in OVER_BUDGET:
+        raise ValueError(f"prompt.over_budget = {over_budget!r}; allowed: {', '.join(OVER_BUDGET)}")
     builder = PromptBuilder(load_tokenizer(model_dir), template, max_prompt_tokens)
     df = read_parquet(data, ["id", "article"])
     rows = [{"id": i, **builder.build(a)} for i, a in zip(df["id"], df["article"])]
     out = pd.DataFrame(rows, columns=["id", "prompt", "prompt_tokens", "truncated"])
+    over = int(out["truncated"].sum())
+    if over and over_budget == "fail":
+        first = out.loc[out["truncated"].idxmax(), "id"]
+        raise ValueError(
+            f"{data}: {over} article(s) exceed the {builder.article_budget}-token article budget "
+            f"(first: id {first!r}); raise prompt.max_prompt_tokens or set prompt.over_budget: truncate|skip."
+        )
+    if over_budget == "skip":
+        out = out[~out["truncated"]].reset_index(drop=True)
     write_parquet(out, output)
-    log.info("%s: %d prompts, %d truncated to the %d-token article budget",
-             data, len(out), int(out["truncated"].sum()), builder.article_budget)
+    log.info("%s: %d prompts; %d article(s) over the %d-token article budget were %s",
+             data, len(out), over, builder.article_budget, "skipped" if over_budget == "skip" else "truncated")
     return out

@@ -162,8 +162,10 @@ def render(metrics: dict, config: dict, links: dict[str, str], figures: dict[str
     lines = [
         "# faithdpo report",
         "",
-        f"Base model `{config.get('model', {}).get('name', '?')}`, DPO on {metrics['pairs']['pairs']} preference "
-        f"pairs, evaluated on {n} validation summaries per model (greedy decoding).",
+        f"Experiment `{config.get('experiment', 'main')}`: base model `{config.get('model', {}).get('name', '?')}`, "
+        f"DPO on {metrics['pairs']['pairs']} preference pairs (strategy "
+        f"`{config.get('pairs', {}).get('strategy', 'highlights_vs_worst')}`), evaluated on {n} validation "
+        "summaries per model (greedy decoding).",
         "",
     ]
     lines += [f"- **{r['label']}**: {r['verdict']} ({_delta(r['delta'], r['pct'])}, p = {r['p_value']:.3g})"
@@ -242,6 +244,9 @@ def render(metrics: dict, config: dict, links: dict[str, str], figures: dict[str
         "",
         f"![Training curves]({figures['training']})",
         "",
+    ]
+    lines += data_section(metrics["data"], config.get("prompt", {}).get("over_budget", "truncate"))
+    lines += [
         "## Examples",
         "",
         "Hallucinated spans in **bold**.",
@@ -261,9 +266,48 @@ def render(metrics: dict, config: dict, links: dict[str, str], figures: dict[str
     return "\n".join(lines)
 
 
+def data_checks(stats_files: list[str], prompt_files: list[str]) -> dict:
+    """Per split: valid rows, rows left out by data.on_bad_row (per problem), and articles
+    over the prompt's token budget (truncated, or left out)."""
+    out = {}
+    for stats_file, prompt_file in zip(stats_files, prompt_files):
+        stats = read_json(stats_file)
+        prompts = read_parquet(prompt_file, ["id", "truncated"])
+        out[stats["split"]] = {
+            "valid_rows": stats["valid_rows"],
+            "sampled": stats["sampled"],
+            "bad_rows": stats["skipped"],
+            "prompts": len(prompts),
+            "truncated": int(prompts["truncated"].sum()),
+            "over_budget_skipped": stats["sampled"] - len(prompts),
+        }
+    return out
+
+
+def data_section(checks: dict, over_budget: str) -> list[str]:
+    problems = sorted({p for c in checks.values() for p in c["bad_rows"]})
+    lines = ["## Data checks", "", "| | " + " | ".join(checks) + " |", "|---|" + "---:|" * len(checks)]
+    rows = [("Valid rows in the source", "valid_rows"), ("Sampled", "sampled")]
+    lines += [f"| {label} | " + " | ".join(str(c[key]) for c in checks.values()) + " |" for label, key in rows]
+    lines += [f"| Bad rows left out: {p.replace('_', ' ')} | " + " | ".join(str(c["bad_rows"].get(p, 0))
+                                                                            for c in checks.values()) + " |"
+              for p in problems]
+    lines += [
+        "| Articles over the prompt budget, truncated | " + " | ".join(str(c["truncated"]) for c in checks.values())
+        + " |",
+        "| Articles over the prompt budget, left out | "
+        + " | ".join(str(c["over_budget_skipped"]) for c in checks.values()) + " |",
+        "",
+        f"Bad rows follow `data.on_bad_row`, over-long articles `prompt.over_budget` (here: {over_budget}).",
+        "",
+    ]
+    return lines
+
+
 def build_report(
     scores_base: str, scores_dpo: str, data: str, pairs: str, log_history: str, output: str, metrics_out: str,
-    figures_dir: str, config: dict, alpha: float = 0.05, resamples: int = 2000, n_examples: int = 3, seed: int = 0,
+    figures_dir: str, config: dict, data_stats: list[str], prompts: list[str], alpha: float = 0.05,
+    resamples: int = 2000, n_examples: int = 3, seed: int = 0,
 ) -> dict:
     """Compute every number of the report from the artifacts; write report.md, metrics.json and the figures."""
     paired = paired_scores(read_parquet(scores_base), read_parquet(scores_dpo))
@@ -274,6 +318,8 @@ def build_report(
     curves = training_curves(history)
     comparison = compare(paired, alpha, resamples, seed)
     metrics = {
+        "experiment": config.get("experiment", "main"),
+        "pairs_config": config.get("pairs", {}),
         "alpha": alpha,
         "resamples": resamples,
         "n_validation": len(paired),
@@ -285,6 +331,7 @@ def build_report(
         "pairs": pair_confounds(pairs_df),
         "training": training_summary(history),
         "training_warnings": training_warnings(curves),
+        "data": data_checks(data_stats, prompts),
     }
     here = Path(output).parent
     figures = {k: os.path.relpath(Path(figures_dir) / name, here) for k, name in FIGURES.items()}

@@ -151,6 +151,16 @@ def entity_supported(entity: str, words: frozenset[str]) -> bool:
     return all(tok in words for tok in entity_key(entity))
 
 
+def number_shape(surface: str) -> str:
+    """The kind of a number, so that a swap keeps it: percent, scaled, decimal or integer."""
+    s = surface.lower()
+    if "%" in s or "percent" in s:
+        return "percent"
+    if _NUMBER_PARTS.search(s) and _NUMBER_PARTS.search(s).group(2) in _SCALES:
+        return "scaled"
+    return "decimal" if re.search(r"\d\.\d", s) else "integer"
+
+
 @dataclass(frozen=True)
 class ScoringConfig:
     """Settings of the scorer; every field is a config key under ``scoring:``."""
@@ -216,6 +226,26 @@ class Scorer:
                     if key and key not in seen:
                         seen[key] = ent.text
             out.append(list(seen.values()))
+        return out
+
+    def items(self, texts: list[str]) -> list[list[dict]]:
+        """Entity and number spans of each text: ``start``, ``end``, ``text`` and ``kind``
+        (the NER label, or ``NUMBER:<shape>``). Offsets index the NFKC form of the text,
+        which is also the form the number pattern reads.
+        """
+        texts = [unicodedata.normalize("NFKC", t) for t in texts]
+        out = []
+        for text, doc in zip(texts, self.nlp.pipe(texts, batch_size=self.config.batch_size)):
+            spans = [{"start": e.start_char, "end": e.end_char, "text": e.text, "kind": e.label_}
+                     for e in doc.ents if e.label_ in self.labels and entity_key(e.text)]
+            taken = [(s["start"], s["end"]) for s in spans]
+            for m in self.number_re.finditer(text):
+                start, end = m.start(), m.end()
+                surface = m.group(0)
+                if normalize_number(surface) is None or any(a < end and start < b for a, b in taken):
+                    continue
+                spans.append({"start": start, "end": end, "text": surface, "kind": f"NUMBER:{number_shape(surface)}"})
+            out.append(sorted(spans, key=lambda s: s["start"]))
         return out
 
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:

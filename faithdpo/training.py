@@ -8,11 +8,13 @@ rewards/margins, logps/chosen|rejected) is saved for the report.
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass, field
+import shutil
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from faithdpo.io import atomic_path, read_parquet, write_json
+from faithdpo.io import atomic_path, inputs_fingerprint, progress_dir, read_parquet, write_json
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +38,10 @@ class TrainingConfig:
     beta: float = 0.1
     loss_type: list[str] = field(default_factory=lambda: ["sigmoid"])
     loss_weights: list[float] | None = None
+    ld_alpha: float | None = None  # LD-DPO: weight of the tokens past the shorter side's length
     logging_steps: int = 1
     gradient_checkpointing: bool = True
+    save_steps: int = 50  # optimizer steps between checkpoints (a killed run resumes from the last)
     seed: int = 0
     trust_remote_code: bool = False
 
@@ -57,6 +61,7 @@ def dpo_config(cfg: TrainingConfig, output_dir: str, on_gpu: bool):
         beta=cfg.beta,
         loss_type=list(cfg.loss_type),
         loss_weights=list(cfg.loss_weights) if cfg.loss_weights else None,
+        ld_alpha=cfg.ld_alpha,
         logging_steps=cfg.logging_steps,
         # DPOConfig defaults to bf16 and gradient checkpointing; the CPU wants neither.
         bf16=on_gpu,
@@ -64,7 +69,9 @@ def dpo_config(cfg: TrainingConfig, output_dir: str, on_gpu: bool):
         use_cpu=not on_gpu,
         seed=cfg.seed,
         data_seed=cfg.seed,
-        save_strategy="no",
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -73,8 +80,24 @@ def dpo_config(cfg: TrainingConfig, output_dir: str, on_gpu: bool):
     )
 
 
+def last_checkpoint(directory: Path) -> Path | None:
+    """The newest complete trainer checkpoint (its trainer_state.json, written last, parses)."""
+    steps = sorted(directory.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]), reverse=True)
+    for ckpt in steps:
+        try:
+            json.loads((ckpt / "trainer_state.json").read_text())
+            return ckpt
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def train_dpo(pairs: str, model_dir: str, adapter_dir: str, log_history: str, **params) -> list[dict]:
-    """Train a LoRA adapter with DPO on ``pairs`` (prompt/chosen/rejected); save it and the log."""
+    """Train a LoRA adapter with DPO on ``pairs`` (prompt/chosen/rejected); save it and the log.
+
+    Checkpoints go to a folder beside the adapter every ``save_steps`` steps; a rerun after
+    a kill resumes from the last complete one (same inputs only) instead of step 0.
+    """
     import datasets
     from peft import LoraConfig
 
@@ -96,26 +119,29 @@ def train_dpo(pairs: str, model_dir: str, adapter_dir: str, log_history: str, **
     )
     from trl import DPOTrainer
 
+    # The trainer's checkpoints, beside the adapter (see io.progress_dir).
+    checkpoints = progress_dir(Path(adapter_dir).with_name(f".{Path(adapter_dir).name}.checkpoints"),
+                               inputs_fingerprint([pairs], model_dir, asdict(cfg)))
+    resume = last_checkpoint(checkpoints)
+    trainer = DPOTrainer(
+        model=model_dir,
+        args=dpo_config(cfg, str(checkpoints), on_gpu),
+        train_dataset=datasets.Dataset.from_pandas(df[["prompt", "chosen", "rejected"]], preserve_index=False),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        quantization_config=nf4_config() if cfg.quantization == "nf4" else None,
+    )
+    four_bit = sum(type(m).__module__.startswith("bitsandbytes") for m in trainer.model.modules())
+    log.info("training on %d pairs; %d 4-bit linear layers; (trainable, all) parameters: %s",
+             len(df), four_bit, trainer.model.get_nb_trainable_parameters())
+    if resume:
+        log.info("resuming from %s", resume)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     with atomic_path(adapter_dir) as tmp:
-        args = dpo_config(cfg, str(Path(tmp) / "trainer"), on_gpu)
-        trainer = DPOTrainer(
-            model=model_dir,
-            args=args,
-            train_dataset=datasets.Dataset.from_pandas(df[["prompt", "chosen", "rejected"]], preserve_index=False),
-            processing_class=tokenizer,
-            peft_config=peft_config,
-            quantization_config=nf4_config() if cfg.quantization == "nf4" else None,
-        )
-        four_bit = sum(type(m).__module__.startswith("bitsandbytes") for m in trainer.model.modules())
-        log.info("training on %d pairs; %d 4-bit linear layers; (trainable, all) parameters: %s",
-                 len(df), four_bit, trainer.model.get_nb_trainable_parameters())
-        trainer.train()
         trainer.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        import shutil
-
-        shutil.rmtree(Path(tmp) / "trainer", ignore_errors=True)
     history = trainer.state.log_history
     write_json(history, log_history)
+    shutil.rmtree(checkpoints, ignore_errors=True)
     log.info("saved adapter to %s; final log entry: %s", adapter_dir, history[-1] if history else None)
     return history

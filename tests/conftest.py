@@ -3,6 +3,7 @@ through the same code as the real model, and one spaCy scorer per session."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from faithdpo.corpus import synthesize_split
@@ -39,3 +40,47 @@ def demo_run(tmp_path_factory):
     work = copy_workflow(tmp_path_factory.mktemp("demo"))
     snakemake(work, "--cores", "2", *DEMO)
     return work
+
+
+REPORT_N = 30
+
+
+def fixture_scores(ent, num, summaries):
+    return pd.DataFrame({
+        "id": [f"a{i}" for i in range(REPORT_N)], "candidate": 0, "summary": summaries,
+        "hallucinated_entities": [["Oslo"] * e for e in ent], "hallucinated_numbers": [["99"] * n for n in num],
+        "ent_hallucinations": ent, "num_hallucinations": num,
+    })
+
+
+@pytest.fixture
+def report_dir(tmp_path):
+    """A report built from small fixture files (test_report, test_comparison)."""
+    from faithdpo.io import write_json, write_parquet
+    from faithdpo.report import build_report
+
+    # base: every summary invents a place; DPO fixes 20 of them; numbers unchanged
+    base = fixture_scores([1] * REPORT_N, [1] * 10 + [0] * 20, ["Rain in Oslo, 99 mm."] * REPORT_N)
+    dpo = fixture_scores([0] * 20 + [1] * 10, [1] * 10 + [0] * 20, ["Rain fell, 99 mm."] * 20 + ["Rain in Oslo, 99 mm."] * 10)
+    data = pd.DataFrame({"id": base["id"], "article": "Rain fell in Bergen.", "highlights": "Rain in Bergen ."})
+    pairs = pd.DataFrame({"id": ["p"] * 10, "chosen_tokens": [5] * 10, "rejected_tokens": [9] * 10,
+                          "chosen_badness": 0, "rejected_badness": [2] * 10})
+    history = [{"loss": 0.69 - 0.06 * i, "step": i + 1, "rewards/accuracies": 1.0, "rewards/margins": 0.1 * i,
+                "logps/chosen": -10.0 - i, "logps/rejected": -11.0 - 2 * i} for i in range(8)]
+    for name, frame in [("base", base), ("dpo", dpo), ("data", data), ("pairs", pairs)]:
+        write_parquet(frame, tmp_path / f"{name}.parquet")
+    write_json(history, tmp_path / "history.json")
+    # the train split lost 3 rows to data.on_bad_row; 2 validation articles were cut to the prompt budget
+    stats, prompts = [], []
+    for split, valid, bad, truncated in (("train", 97, {"duplicate_id": 2, "empty_or_non_string_article": 1}, 0),
+                                         ("validation", 100, {"duplicate_id": 0}, 2)):
+        stats.append(str(tmp_path / f"{split}.stats.json"))
+        write_json({"split": split, "source": "raw", "valid_rows": valid, "sampled": REPORT_N, "skipped": bad}, stats[-1])
+        prompts.append(str(tmp_path / f"{split}.prompts.parquet"))
+        write_parquet(pd.DataFrame({"id": base["id"], "truncated": [True] * truncated + [False] * (REPORT_N - truncated)}),
+                      prompts[-1])
+    metrics = build_report(*(str(tmp_path / f"{n}.parquet") for n in ("base", "dpo", "data", "pairs")),
+                           str(tmp_path / "history.json"), str(tmp_path / "report.md"), str(tmp_path / "m.json"),
+                           str(tmp_path / "figures"), config={"model": {"name": "tiny"}}, data_stats=stats,
+                           prompts=prompts, n_examples=2)
+    return tmp_path, metrics

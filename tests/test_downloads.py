@@ -42,3 +42,27 @@ def test_unreachable_hub_model_leaves_no_directory(tmp_path):
     assert "could not download model 'Qwen/Qwen2.5-1.5B' (revision None) from the hub" in done.stderr
     assert not (tmp_path / "models" / "qwen").exists()
     assert list((tmp_path / "models").iterdir()) == []  # no half-downloaded temporary left either
+
+
+def test_hub_token_is_never_written_to_logs_or_outputs(tmp_path):
+    secret = "hf_faithdpoTestSecret0123456789"
+    code = (
+        "from faithdpo.logs import setup_logging\n"
+        "setup_logging('job.log')\n"
+        "from faithdpo.data import download_dataset\n"
+        "from faithdpo.models import download_model\n"
+        "for fetch in (lambda: download_dataset('out', 'abisee/cnn_dailymail', '3.0.0', None, ['train']),\n"
+        "              lambda: download_model('models/qwen', 'Qwen/Qwen2.5-1.5B', 'main')):\n"
+        "    try:\n"
+        "        fetch()\n"
+        "    except RuntimeError as exc:\n"
+        "        import logging; logging.getLogger('faithdpo').error('%s', exc)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "HF_TOKEN": secret}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    log = (tmp_path / "job.log").read_text()
+    assert "could not load dataset" in log and "could not download model" in log  # the errors were logged
+    assert secret not in log + done.stdout + done.stderr
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.stat().st_size < 10_000_000:
+            assert secret.encode() not in path.read_bytes(), path

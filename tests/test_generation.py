@@ -1,19 +1,38 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from conftest import TEMPLATE
 from faithdpo.corpus import generate_corpus
-from faithdpo.generation import cut_at_stop, generate_file
+from faithdpo.generation import (
+    GenerationConfig,
+    cut_at_stop,
+    generate_file,
+    merge_shards,
+    parse_shard,
+    plan_batches,
+)
 from faithdpo.io import write_parquet
+
+SAMPLING = dict(num_return_sequences=3, do_sample=True, temperature=1.0, top_p=0.95, max_new_tokens=24, seed=0)
+
+
+def write_prompts(path: Path, n: int) -> Path:
+    df = generate_corpus(n, "validation", seed=0)
+    write_parquet(pd.DataFrame({"id": df["id"], "prompt": [TEMPLATE.replace("{article}", a) for a in df["article"]]}),
+                  path)
+    return path
 
 
 @pytest.fixture(scope="module")
 def prompts(tmp_path_factory):
-    df = generate_corpus(6, "validation", seed=0)
-    path = tmp_path_factory.mktemp("gen") / "prompts.parquet"
-    write_parquet(pd.DataFrame({"id": df["id"], "prompt": [TEMPLATE.replace("{article}", a) for a in df["article"]]}),
-                  path)
-    return path
+    return write_prompts(tmp_path_factory.mktemp("gen") / "prompts.parquet", 6)
 
 
 def test_cut_at_stop():
@@ -22,10 +41,28 @@ def test_cut_at_stop():
     assert cut_at_stop(" plain ", []) == "plain"
 
 
+def test_batches_are_sorted_by_length_and_capped_by_rows_and_tokens():
+    lengths = [10, 50, 30, 50, 20]
+    assert plan_batches(lengths, batch_size=2) == [[1, 3], [2, 4], [0]]
+    # budget: rows x K x (longest + new); 2 x 1 x (50 + 10) = 120 fits, 3 rows would not
+    assert plan_batches(lengths, batch_size=8, max_batch_tokens=120, max_new_tokens=10) == [[1, 3], [2, 4, 0]]
+    # K multiplies the padded size; a prompt over the budget still gets its own batch
+    assert plan_batches(lengths, batch_size=8, max_batch_tokens=120, num_return_sequences=2,
+                        max_new_tokens=10) == [[1], [3], [2], [4, 0]]
+    assert plan_batches(lengths, batch_size=8, max_batch_tokens=50, max_new_tokens=10) == [[1], [3], [2], [4], [0]]
+    assert sorted(i for b in plan_batches(lengths, 3) for i in b) == list(range(5))
+
+
+def test_parse_shard():
+    assert parse_shard("1-of-1") == (0, 1)
+    assert parse_shard("3-of-4") == (2, 4)
+    for bad in ("0-of-2", "3-of-2", "two"):
+        with pytest.raises(ValueError, match="i-of-n"):
+            parse_shard(bad)
+
+
 def test_k_sampled_candidates_per_article_in_input_order(tiny_model_dir, prompts, tmp_path):
-    params = dict(num_return_sequences=3, do_sample=True, temperature=1.0, top_p=0.95, max_new_tokens=24,
-                  batch_size=4, seed=0)
-    out = generate_file(str(prompts), tiny_model_dir, str(tmp_path / "a.parquet"), **params)
+    out = generate_file(str(prompts), tiny_model_dir, str(tmp_path / "a.parquet"), batch_size=4, **SAMPLING)
     ids = list(pd.read_parquet(prompts)["id"])
     assert list(out["id"]) == [i for i in ids for _ in range(3)]
     assert list(out["candidate"]) == [0, 1, 2] * len(ids)
@@ -33,19 +70,100 @@ def test_k_sampled_candidates_per_article_in_input_order(tiny_model_dir, prompts
     assert out["summary"].map(lambda s: isinstance(s, str)).all()
     # samples differ from one another, and the same seed gives the same file
     assert out.groupby("id")["summary"].nunique().max() > 1
-    again = generate_file(str(prompts), tiny_model_dir, str(tmp_path / "b.parquet"), **params)
+    again = generate_file(str(prompts), tiny_model_dir, str(tmp_path / "b.parquet"), batch_size=4, **SAMPLING)
     pd.testing.assert_frame_equal(out, again)
     assert pd.read_parquet(tmp_path / "a.parquet").equals(out)
+    assert not list(tmp_path.glob(".*.progress")), "progress is removed once the output is written"
 
 
-def test_greedy_output_does_not_depend_on_batch_size(tiny_model_dir, prompts, tmp_path):
+def test_greedy_output_does_not_depend_on_batching(tiny_model_dir, prompts, tmp_path):
     one = generate_file(str(prompts), tiny_model_dir, str(tmp_path / "one.parquet"), max_new_tokens=16, batch_size=1)
-    many = generate_file(str(prompts), tiny_model_dir, str(tmp_path / "six.parquet"), max_new_tokens=16, batch_size=6)
+    many = generate_file(str(prompts), tiny_model_dir, str(tmp_path / "six.parquet"), max_new_tokens=16, batch_size=6,
+                         max_batch_tokens=4000)
     assert list(one["candidate"]) == [0] * 6
     assert list(one["summary"]) == list(many["summary"])
 
 
-def test_several_samples_need_sampling(tiny_model_dir, prompts, tmp_path):
+def test_merged_shards_equal_the_unsharded_run(tiny_model_dir, prompts, tmp_path):
+    whole = generate_file(str(prompts), tiny_model_dir, str(tmp_path / "whole.parquet"), batch_size=2, **SAMPLING)
+    shards = [str(tmp_path / f"s{i}.parquet") for i in (1, 2, 3)]
+    parts = [generate_file(str(prompts), tiny_model_dir, path, shard=f"{i}-of-3", batch_size=2, **SAMPLING)
+             for i, path in zip((1, 2, 3), shards)]
+    assert all(len(p) for p in parts) and sum(len(p) for p in parts) == len(whole)
+    merged = merge_shards(str(prompts), shards[::-1], str(tmp_path / "merged.parquet"), num_return_sequences=3)
+    pd.testing.assert_frame_equal(merged, whole)
+
+
+def test_merge_refuses_shards_that_miss_prompts(tiny_model_dir, prompts, tmp_path):
+    shard = str(tmp_path / "s1.parquet")
+    generate_file(str(prompts), tiny_model_dir, shard, shard="1-of-2", batch_size=2, max_new_tokens=4)
+    with pytest.raises(ValueError, match=r"do not cover .* without exactly 1 summaries"):
+        merge_shards(str(prompts), [shard], str(tmp_path / "merged.parquet"))
+    assert not (tmp_path / "merged.parquet").exists()
+
+
+def test_bad_settings_stop_before_loading(tiny_model_dir, prompts, tmp_path):
     with pytest.raises(ValueError, match="num_return_sequences > 1 needs sampling"):
         generate_file(str(prompts), tiny_model_dir, str(tmp_path / "x.parquet"), num_return_sequences=2)
+    with pytest.raises(ValueError, match="generation.engine = 'tgi'; allowed: hf, vllm"):
+        GenerationConfig(engine="tgi")
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_vllm_engine_without_vllm_says_how_to_install(tiny_model_dir, prompts, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # an import of vllm now fails, installed or not
+    with pytest.raises(RuntimeError, match=r"vLLM is not installed: `pip install 'faithdpo\[vllm\]'`"):
+        generate_file(str(prompts), tiny_model_dir, str(tmp_path / "v.parquet"), engine="vllm", max_new_tokens=4)
+
+
+def test_nf4_generation_on_the_cpu(tiny_model_dir, prompts, tmp_path):
+    out = generate_file(str(prompts), tiny_model_dir, str(tmp_path / "q.parquet"), quantization="nf4",
+                        max_new_tokens=8, batch_size=3)
+    assert len(out) == 6 and (out["new_tokens"] <= 8).all()
+
+
+RUN = """
+import sys
+from faithdpo.generation import generate_file
+from faithdpo.logs import setup_logging
+setup_logging(sys.argv[4])
+generate_file(sys.argv[1], sys.argv[2], sys.argv[3], batch_size=1, **{params!r})
+"""
+
+
+def test_killed_generation_resumes_and_equals_an_uninterrupted_run(tiny_model_dir, tmp_path):
+    prompts = write_prompts(tmp_path / "prompts.parquet", 24)
+    params = {**SAMPLING, "max_new_tokens": 48}
+    out = tmp_path / "out.parquet"
+    script = RUN.format(params=params)
+    args = [sys.executable, "-c", script, str(prompts), tiny_model_dir, str(out)]
+    progress = tmp_path / ".out.parquet.progress"
+    proc = subprocess.Popen([*args, str(tmp_path / "first.log")])
+    deadline = time.time() + 300
+    while len(list(progress.glob("batch-*.parquet"))) < 3 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    done_before = len(list(progress.glob("batch-*.parquet")))
+    assert 3 <= done_before < 24, "the kill must land mid-way for this test to mean anything"
+    assert not out.exists(), "a killed job leaves no output that looks complete"
+
+    subprocess.run([*args, str(tmp_path / "second.log")], check=True)
+    log = (tmp_path / "second.log").read_text()
+    assert f"resuming: {done_before} of 24 batches already done" in log
+    assert f"24 prompts in 24 batches ({24 - done_before} to run)" in log
+    assert not progress.exists()
+    reference = generate_file(str(prompts), tiny_model_dir, str(tmp_path / "ref.parquet"), batch_size=1, **params)
+    pd.testing.assert_frame_equal(pd.read_parquet(out), reference)
+
+
+def test_progress_from_other_inputs_is_discarded(tiny_model_dir, prompts, tmp_path):
+    out = tmp_path / "out.parquet"
+    stale = tmp_path / ".out.parquet.progress"
+    stale.mkdir()
+    (stale / "fingerprint").write_text("made from other prompts")
+    write_parquet(pd.DataFrame({"id": ["x"], "candidate": [0], "summary": ["stale"], "prompt_tokens": [1],
+                                "new_tokens": [1]}), stale / "batch-000000.parquet")
+    result = generate_file(str(prompts), tiny_model_dir, str(out), max_new_tokens=8, batch_size=6)
+    assert "stale" not in set(result["summary"]) and "x" not in set(result["id"])

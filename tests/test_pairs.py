@@ -1,6 +1,8 @@
 import pandas as pd
+import pytest
 
-from faithdpo.pairs import build_pairs, worst_candidates
+from faithdpo.pairs import HIGHLIGHTS, build_pairs, filter_pairs, worst_candidates
+from faithdpo.scoring import entity_supported, normalize_number, reference_number_values, reference_words
 
 
 def frames():
@@ -11,7 +13,7 @@ def frames():
         "badness": [1, 3, 3, 0, 0, 5, 2],
     })
     prompts = pd.DataFrame({"id": ["z", "x", "y"], "prompt": ["Pz", "Px", "Py"]})
-    data = pd.DataFrame({"id": ["z", "x", "y"], "highlights": ["hz", "hx ", "hy"]})
+    data = pd.DataFrame({"id": ["z", "x", "y"], "article": ["az", "ax", "ay"], "highlights": ["hz", "hx ", "hy"]})
     return scores, prompts, data
 
 
@@ -22,19 +24,123 @@ def test_worst_candidate_breaks_ties_by_lowest_index():
     assert worst.loc["z", "candidate"] == 0
 
 
-def test_pairs_chosen_highlights_rejected_worst_skip_clean_articles():
-    pairs = build_pairs(*frames())
+def test_highlights_vs_worst_pairs_highlights_with_the_worst_candidate():
+    pairs, dropped = filter_pairs(build_pairs("highlights_vs_worst", *frames()))
     assert list(pairs["id"]) == ["z", "x"]  # data order; y has badness 0 everywhere
+    assert dropped["below_min_margin"] == 1
     assert list(pairs["prompt"]) == ["Pz", "Px"]
     assert list(pairs["chosen"]) == [" hz", " hx"]
     assert list(pairs["rejected"]) == [" z0 worst", " x1 bad"]
     assert list(pairs["rejected_badness"]) == [5, 3]
     assert list(pairs["chosen_badness"]) == [0, 0]
+    assert list(pairs["chosen_candidate"]) == [HIGHLIGHTS] * 2 and list(pairs["rejected_candidate"]) == [0, 1]
 
 
-def test_min_badness_filters_weak_pairs():
-    pairs = build_pairs(*frames(), min_badness=4)
-    assert list(pairs["id"]) == ["z"]
+def test_best_vs_worst_needs_a_clean_and_a_dirty_candidate_and_breaks_ties_by_rouge():
+    scores = pd.DataFrame({
+        "id": ["a", "a", "a", "a", "b", "b", "c"],
+        "candidate": [0, 1, 2, 3, 0, 1, 0],
+        "summary": ["Rain fell in the town.", "Heavy rain hit the coastal town on Monday.", "Storm in Paris.",
+                    "Rain hit the town of Leeds.", "b0", "b1", "c0"],
+        "badness": [0, 0, 3, 1, 0, 0, 2],
+    })
+    data = pd.DataFrame({"id": ["a", "b", "c"], "article": ["..."] * 3,
+                         "highlights": ["Heavy rain hit the coastal town on Monday night.", "hb", "hc"]})
+    prompts = pd.DataFrame({"id": ["a", "b", "c"], "prompt": ["Pa", "Pb", "Pc"]})
+    pairs = build_pairs("best_vs_worst", scores, prompts, data)
+    # b has no hallucinating candidate, c no clean one: both skipped
+    assert list(pairs["id"]) == ["a"]
+    row = pairs.iloc[0]
+    assert (row["chosen_candidate"], row["rejected_candidate"]) == (1, 2)  # ROUGE-L picks 1 over 0
+    assert (row["chosen"], row["rejected"]) == (" Heavy rain hit the coastal town on Monday.", " Storm in Paris.")
+    assert (row["chosen_badness"], row["rejected_badness"]) == (0, 3)
+
+
+SWAP_DATA = pd.DataFrame({
+    "id": ["a", "b", "c"],
+    "article": ["Angela Merkel met officials in Berlin on Monday. Growth was 3.5% as 1,200 jobs were added.",
+                "Apple said revenue rose 12% to $90 billion in California.",
+                "Barack Obama visited Paris with 40 aides."],
+    "highlights": ["Angela Merkel met officials in Berlin. Growth was 3.5%.",
+                   "Apple revenue rose 12% in California.",
+                   "Barack Obama visited Paris with 40 aides."],
+})
+SWAP_PROMPTS = pd.DataFrame({"id": ["a", "b", "c"], "prompt": ["Pa", "Pb", "Pc"]})
+
+
+def differing_span(chosen: str, rejected: str) -> tuple[str, str]:
+    """The one stretch where two texts differ (common prefix and suffix stripped)."""
+    start = 0
+    while start < min(len(chosen), len(rejected)) and chosen[start] == rejected[start]:
+        start += 1
+    end = 0
+    while end < min(len(chosen), len(rejected)) - start and chosen[-1 - end] == rejected[-1 - end]:
+        end += 1
+    return chosen[start:len(chosen) - end], rejected[start:len(rejected) - end]
+
+
+def test_minimal_swap_changes_exactly_one_item_to_an_absent_one_of_the_same_kind(scorer):
+    scores = pd.DataFrame({"id": ["a"], "candidate": [0], "summary": ["x"], "badness": [0]})
+    pairs = build_pairs("minimal_swap", scores, SWAP_PROMPTS, SWAP_DATA, scorer, seed=0)
+    assert list(pairs["id"]) == ["a", "b", "c"]
+    for row, (_, src) in zip(pairs.itertuples(), SWAP_DATA.iterrows()):
+        assert row.chosen == " " + src["highlights"]
+        old, new = row.swap.split(" -> ")
+        assert row.rejected == row.chosen.replace(old, new, 1)
+        removed, added = differing_span(row.chosen, row.rejected)
+        assert removed in old and added in new  # nothing else in the text changed
+        reference = f"{src['article']}\n{src['highlights']}"
+        kind_old = {i["text"]: i["kind"] for i in scorer.items([src["highlights"]])[0]}[old]
+        pool = {i["text"]: i["kind"] for t in SWAP_DATA["highlights"] for i in scorer.items([t])[0]}
+        assert pool[new] == kind_old, "the replacement has the same kind (NER label or number shape)"
+        if kind_old.startswith("NUMBER:"):
+            assert normalize_number(new) not in reference_number_values(reference, scorer.number_re)
+            assert row.rejected_badness == 2
+        else:
+            assert not entity_supported(new, reference_words(reference))
+            assert row.rejected_badness == 1
+        assert row.chosen_badness == 0 and row.chosen_candidate == HIGHLIGHTS
+
+
+def test_minimal_swap_is_seeded(scorer):
+    scores = pd.DataFrame({"id": ["a"], "candidate": [0], "summary": ["x"], "badness": [0]})
+    runs = [build_pairs("minimal_swap", scores, SWAP_PROMPTS, SWAP_DATA, scorer, seed=s) for s in (0, 0, 1, 2, 3)]
+    pd.testing.assert_frame_equal(runs[0], runs[1])
+    assert len({tuple(r["swap"]) for r in runs}) > 1, "other seeds draw other swaps"
+
+
+def test_minimal_swap_from_the_cleanest_candidate(scorer):
+    scores = pd.DataFrame({"id": ["a", "a", "b"], "candidate": [0, 1, 0],
+                           "summary": ["Angela Merkel met officials.", "Merkel met Putin.", "Apple sold phones."],
+                           "badness": [0, 1, 1]})
+    pairs = build_pairs("minimal_swap", scores, SWAP_PROMPTS, SWAP_DATA, scorer, chosen_from="cleanest")
+    assert list(pairs["id"]) == ["a"]  # b has no clean candidate
+    row = pairs.iloc[0]
+    assert row["chosen"] == " Angela Merkel met officials." and row["chosen_candidate"] == 0
+    assert row["swap"].startswith("Angela Merkel -> ")
+
+
+def test_filters_margin_length_and_duplicates():
+    pairs = pd.DataFrame({
+        "prompt": ["P1", "P2", "P3", "P4", "P4"],
+        "chosen": ["c", "same", "long chosen", "c4", "c4"],
+        "rejected": ["r", "same", "r", "r4", "r4"],
+        "chosen_badness": [0, 0, 0, 0, 0],
+        "rejected_badness": [1, 3, 3, 2, 2],
+        "chosen_tokens": [10, 5, 30, 8, 8],
+        "rejected_tokens": [11, 5, 10, 9, 9],
+    })
+    kept, dropped = filter_pairs(pairs, min_margin=2, max_length_diff=0.5, dedupe=True)
+    assert list(kept["prompt"]) == ["P4"]
+    assert dropped == {"below_min_margin": 1, "over_max_length_diff": 1, "duplicate": 2}
+    kept, dropped = filter_pairs(pairs, min_margin=1, max_length_diff=None, dedupe=False)
+    assert len(kept) == 5 and dropped == {"below_min_margin": 0}
+
+
+def test_unknown_strategy_names_the_allowed_ones():
+    with pytest.raises(ValueError, match="pairs.strategy = 'random'; allowed: highlights_vs_worst, best_vs_worst, "
+                                         "minimal_swap"):
+        build_pairs("random", *frames())
 
 
 def test_select_pairs_stores_token_lengths(tiny_model_dir, tmp_path):

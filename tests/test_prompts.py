@@ -1,3 +1,4 @@
+import pandas as pd
 import pytest
 
 from conftest import TEMPLATE
@@ -36,3 +37,36 @@ def test_template_without_placeholder_is_rejected(tokenizer):
 def test_budget_smaller_than_the_template_is_rejected(tokenizer):
     with pytest.raises(ValueError, match="max_prompt_tokens = 3 leaves no room"):
         PromptBuilder(tokenizer, TEMPLATE, 3)
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    from faithdpo.io import write_parquet
+
+    path = tmp_path / "data.parquet"
+    write_parquet(pd.DataFrame({"id": ["short", "long", "short2"],
+                                "article": ["Rain fell.", "Rain fell on the town. " * 80, "Sun shone."]}), path)
+    return str(path)
+
+
+@pytest.mark.parametrize("policy, ids, truncated", [
+    ("truncate", ["short", "long", "short2"], [False, True, False]),
+    ("skip", ["short", "short2"], [False, False]),
+])
+def test_over_budget_articles_follow_the_policy(tiny_model_dir, data_file, tmp_path, policy, ids, truncated, caplog):
+    from faithdpo.prompts import build_prompts
+
+    caplog.set_level("INFO", logger="faithdpo")
+    out = build_prompts(data_file, tiny_model_dir, str(tmp_path / "p.parquet"), TEMPLATE, 64, over_budget=policy)
+    assert list(out["id"]) == ids and list(out["truncated"]) == truncated
+    assert (out["prompt_tokens"] <= 64).all()
+    assert "1 article(s) over the" in caplog.text and ("skipped" if policy == "skip" else "truncated") in caplog.text
+
+
+def test_over_budget_fail_names_the_article(tiny_model_dir, data_file, tmp_path):
+    from faithdpo.prompts import build_prompts
+
+    with pytest.raises(ValueError, match=r"1 article\(s\) exceed the \d+-token article budget \(first: id 'long'\); "
+                                         r"raise prompt.max_prompt_tokens"):
+        build_prompts(data_file, tiny_model_dir, str(tmp_path / "p.parquet"), TEMPLATE, 64, over_budget="fail")
+    assert not (tmp_path / "p.parquet").exists()

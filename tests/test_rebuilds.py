@@ -13,10 +13,22 @@ from workflow_helpers import DEMO, jobs_in, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
-SCORING_CHANGE = {
-    "score_candidates", "select_pairs", "train_dpo", "generate_eval[model=dpo]", "score_eval[model=base]",
-    "score_eval[model=dpo]", "report",
-}
+MAIN = "results/demo"
+XDIRS = [MAIN, f"{MAIN}/experiments/best_vs_worst", f"{MAIN}/experiments/minimal_swap"]
+SHARDS = ["1-of-2", "2-of-2"]
+
+
+def dpo_steps(xdir: str, pairs: bool = True) -> set[str]:
+    """An experiment's jobs from (its pairs and) training to its report."""
+    jobs = {f"train_dpo[xdir={xdir}]", f"merge_adapter[xdir={xdir}]", f"merge_eval[xdir={xdir}, model=dpo]",
+            f"score_eval[xdir={xdir}, model=dpo]", f"report[xdir={xdir}]"}
+    jobs |= {f"generate_eval[xdir={xdir}, model=dpo, scatteritem={s}]" for s in SHARDS}
+    return jobs | ({f"select_pairs[xdir={xdir}]"} if pairs else set())
+
+
+SCORING_CHANGE = {"score_candidates", f"score_eval[xdir={MAIN}, model=base]", "comparison"}
+SCORING_CHANGE |= set().union(*(dpo_steps(x) for x in XDIRS))
+REPORTS = {f"report[xdir={x}]" for x in XDIRS} | {"comparison"}
 
 
 @pytest.fixture
@@ -57,12 +69,19 @@ def test_number_pattern_change_reruns_the_same_steps(run_copy):
 
 def test_report_code_change_reruns_the_report_alone(run_copy):
     edit(run_copy / "faithdpo" / "report.py", '"# faithdpo report"', '"# faithdpo report (v2)"')
-    assert planned_jobs(run_copy, *DEMO) == {"report"}
+    assert planned_jobs(run_copy, *DEMO) == REPORTS
 
 
 def test_training_hyperparameter_change_reruns_training_and_what_follows(run_copy):
     jobs = planned_jobs(run_copy, *with_config(run_copy, {"training": {"learning_rate": 1.0e-4}}))
-    assert jobs == {"train_dpo", "generate_eval[model=dpo]", "score_eval[model=dpo]", "report"}
+    assert jobs == set().union(*(dpo_steps(x, pairs=False) for x in XDIRS)) | {"comparison"}
+
+
+def test_one_experiments_change_reruns_that_experiment_alone(run_copy):
+    override = {"experiments": {"minimal_swap": {"pairs": {"strategy": "minimal_swap"},
+                                                 "training": {"beta": 0.2}}}}
+    jobs = planned_jobs(run_copy, *with_config(run_copy, override))
+    assert jobs == dpo_steps(XDIRS[2], pairs=False) | {"comparison"}
 
 
 def test_rebuild_with_identical_output_runs_no_gpu_step(run_copy):
@@ -71,16 +90,18 @@ def test_rebuild_with_identical_output_runs_no_gpu_step(run_copy):
     edit(run_copy / "faithdpo" / "scoring.py", '"thousand": 3,', '"thousand": 3,  # same logic, new bytes')
     done = snakemake(run_copy, "--cores", "2", *DEMO)
     assert jobs_in(done.stdout + done.stderr) == {
-        "score_candidates", "score_eval[model=base]", "score_eval[model=dpo]", "select_pairs", "report",
+        "score_candidates", "comparison", *(f"score_eval[xdir={x}, model={m}]" for x in XDIRS for m in ("dpo",)),
+        f"score_eval[xdir={MAIN}, model=base]", *(f"select_pairs[xdir={x}]" for x in XDIRS),
+        *(f"report[xdir={x}]" for x in XDIRS),
     }
     assert planned_jobs(run_copy, *DEMO) == set()
 
 
 def test_changed_pairs_retrain_and_regenerate(run_copy):
-    badness = pd.read_parquet(run_copy / "results" / "demo" / "pairs" / "train.parquet")["rejected_badness"]
-    assert badness.nunique() > 1, "the demo's pairs must differ in badness for this test to mean anything"
-    args = with_config(run_copy, {"pairs": {"min_badness": int(badness.max())}})
-    done = snakemake(run_copy, "--cores", "2", *args)
-    assert jobs_in(done.stdout + done.stderr) == {
-        "select_pairs", "train_dpo", "generate_eval[model=dpo]", "score_eval[model=dpo]", "report",
-    }
+    swaps = pd.read_parquet(run_copy / MAIN / "experiments" / "minimal_swap" / "pairs" / "train.parquet")
+    margin = swaps["rejected_badness"] - swaps["chosen_badness"]
+    assert margin.nunique() > 1, "the demo's swaps must differ in margin for this test to mean anything"
+    override = {"experiments": {"minimal_swap": {"pairs": {"strategy": "minimal_swap",
+                                                           "min_margin": int(margin.max())}}}}
+    done = snakemake(run_copy, "--cores", "2", *with_config(run_copy, override))
+    assert jobs_in(done.stdout + done.stderr) == dpo_steps(XDIRS[2]) | {"comparison"}

@@ -6,37 +6,17 @@ import matplotlib.image
 import pandas as pd
 import pytest
 
-from faithdpo.io import write_json, write_parquet
-from faithdpo.report import build_report, mark
+from faithdpo.report import mark
 
-N = 30
-
-
-def scores(ent, num, summaries):
-    return pd.DataFrame({
-        "id": [f"a{i}" for i in range(N)], "candidate": 0, "summary": summaries,
-        "hallucinated_entities": [["Oslo"] * e for e in ent], "hallucinated_numbers": [["99"] * n for n in num],
-        "ent_hallucinations": ent, "num_hallucinations": num,
-    })
-
-
-@pytest.fixture
-def report_dir(tmp_path):
-    # base: every summary invents a place; DPO fixes 20 of them; numbers unchanged
-    base = scores([1] * N, [1] * 10 + [0] * 20, ["Rain in Oslo, 99 mm."] * N)
-    dpo = scores([0] * 20 + [1] * 10, [1] * 10 + [0] * 20, ["Rain fell, 99 mm."] * 20 + ["Rain in Oslo, 99 mm."] * 10)
-    data = pd.DataFrame({"id": base["id"], "article": "Rain fell in Bergen.", "highlights": "Rain in Bergen ."})
-    pairs = pd.DataFrame({"id": ["p"] * 10, "chosen_tokens": [5] * 10, "rejected_tokens": [9] * 10,
-                          "chosen_badness": 0, "rejected_badness": [2] * 10})
-    history = [{"loss": 0.69 - 0.06 * i, "step": i + 1, "rewards/accuracies": 1.0, "rewards/margins": 0.1 * i,
-                "logps/chosen": -10.0 - i, "logps/rejected": -11.0 - 2 * i} for i in range(8)]
-    for name, frame in [("base", base), ("dpo", dpo), ("data", data), ("pairs", pairs)]:
-        write_parquet(frame, tmp_path / f"{name}.parquet")
-    write_json(history, tmp_path / "history.json")
-    metrics = build_report(*(str(tmp_path / f"{n}.parquet") for n in ("base", "dpo", "data", "pairs")),
-                           str(tmp_path / "history.json"), str(tmp_path / "report.md"), str(tmp_path / "m.json"),
-                           str(tmp_path / "figures"), config={"model": {"name": "tiny"}}, n_examples=2)
-    return tmp_path, metrics
+def test_bad_rows_and_over_budget_articles_are_counted(report_dir):
+    path, metrics = report_dir
+    assert metrics["data"]["train"]["bad_rows"] == {"duplicate_id": 2, "empty_or_non_string_article": 1}
+    assert metrics["data"]["validation"]["truncated"] == 2
+    report = (path / "report.md").read_text()
+    assert "| | train | validation |" in report
+    assert "| Bad rows left out: duplicate id | 2 | 0 |" in report
+    assert "| Bad rows left out: empty or non string article | 1 | 0 |" in report
+    assert "| Articles over the prompt budget, truncated | 0 | 2 |" in report
 
 
 def test_rates_intervals_tests_and_verdicts(report_dir):

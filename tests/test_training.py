@@ -53,3 +53,61 @@ def test_no_pairs_is_a_clear_error(tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match="holds no preference pairs"):
         train_dpo(str(empty), tiny_model_dir, str(tmp_path / "a"), str(tmp_path / "h.json"))
     assert not (tmp_path / "a").exists()
+
+
+RUN = """
+import sys
+from faithdpo.logs import setup_logging
+from faithdpo.training import train_dpo
+setup_logging(sys.argv[5])
+train_dpo(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], **{params!r})
+"""
+
+
+def adapter_weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "adapter_model.safetensors"))
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(tiny_model_dir, pairs, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    params = dict(quantization="none", lora_r=4, lora_alpha=8, per_device_train_batch_size=1,
+                  gradient_accumulation_steps=1, max_length=384, learning_rate=1e-3, num_train_epochs=2,
+                  save_steps=2, lora_dropout=0.0)
+    adapter = tmp_path / "adapter"
+    args = [sys.executable, "-c", RUN.format(params=params), str(pairs), tiny_model_dir, str(adapter),
+            str(tmp_path / "history.json")]
+    checkpoints = tmp_path / ".adapter.checkpoints"
+    proc = subprocess.Popen([*args, str(tmp_path / "first.log")])
+    deadline = time.time() + 300
+    while not (checkpoints / "checkpoint-6" / "trainer_state.json").exists() and proc.poll() is None \
+            and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the kill must land mid-way for this test to mean anything"
+    assert not adapter.exists()
+
+    subprocess.run([*args, str(tmp_path / "second.log")], check=True)
+    log = (tmp_path / "second.log").read_text()
+    assert "resuming from" in log and "checkpoint-" in log
+    resumed_at = int(log.split("resuming from ")[1].split("checkpoint-")[1].split()[0])
+    assert 6 <= resumed_at < 16
+    history = [h for h in json.loads((tmp_path / "history.json").read_text()) if "loss" in h]
+    assert [h["step"] for h in history][-1] == 16  # 8 pairs x 2 epochs, batch 1
+    assert not checkpoints.exists(), "checkpoints are removed once the adapter is saved"
+
+    reference = tmp_path / "reference"
+    train_dpo(str(pairs), tiny_model_dir, str(reference), str(tmp_path / "ref.json"), **params)
+    resumed, uninterrupted = adapter_weights(adapter), adapter_weights(reference)
+    assert resumed.keys() == uninterrupted.keys()
+    for name in resumed:
+        torch.testing.assert_close(resumed[name], uninterrupted[name], rtol=1e-4, atol=1e-6)

@@ -30,8 +30,17 @@ def test_lint_is_clean(config):
     ({"data": {"n_trian": 5}}, r"Additional properties are not allowed \('n_trian' was unexpected\)"),
     ({"training": {"lora_r": 0}}, r"0 is less than the minimum of 1"),
     ({"generation": {"candidates": {"num_return_sequences": "four"}}}, r"'four' is not of type 'integer'"),
-    ({"data": {"n_train": 61}}, r"data\.n_train = 61 is larger than the synthetic train split"),
+    ({"data": {"n_train": 121}}, r"data\.n_train = 121 is larger than the synthetic train split"),
     ({"prompt": {"max_prompt_tokens": 600}}, r"prompt\.max_prompt_tokens \(600\) \+ generation\.max_new_tokens"),
+    ({"pairs": {"strategy": "random"}},
+     r"'random' is not one of \['highlights_vs_worst', 'best_vs_worst', 'minimal_swap'\]"),
+    ({"experiments": {"x": {"training": {"lora_r": 0}}}}, r"experiments\.x: training\.lora_r = 0: 0 is less than the minimum of 1"),
+    ({"experiments": {"x": {"pairs": {"stratgy": "best_vs_worst"}}}}, r"experiments\.x: pairs = .*'stratgy' was unexpected"),
+    ({"experiments": {"main": {}}}, r"should not be valid under \{'const': 'main'\}"),
+    ({"generation": {"engine": "tgi"}}, r"'tgi' is not one of \['hf', 'vllm'\]"),
+    ({"data": {"source": "local", "dir": "nowhere"}},
+     r"data\.source is 'local' but nowhere/train\.parquet does not exist: place train\.parquet"),
+    ({"model": {"source": "local", "path": "no_model"}}, r"model directory no_model does not exist"),
 ])
 def test_bad_config_stops_before_any_job(tmp_path, override, message):
     work = copy_workflow(tmp_path)
@@ -40,6 +49,18 @@ def test_bad_config_stops_before_any_job(tmp_path, override, message):
     assert done.returncode != 0
     assert re.search(message, done.stdout + done.stderr), done.stdout + done.stderr
     assert not (work / "results").exists()
+
+
+def test_local_split_smaller_than_the_sample_stops_before_any_job(tmp_path):
+    work = copy_workflow(tmp_path)
+    (work / "data").mkdir()
+    for split in ("train", "validation"):
+        pd.DataFrame({"id": ["a", "b"], "article": ["x", "y"], "highlights": ["x", "y"]}).to_parquet(
+            work / "data" / f"{split}.parquet")
+    (work / "local.yaml").write_text(yaml.safe_dump({"data": {"source": "local", "dir": "data", "n_train": 3}}))
+    done = snakemake(work, "-n", *DEMO, "local.yaml", check=False)
+    assert done.returncode != 0
+    assert "data.n_train = 3 is larger than the 2 rows of data/train.parquet" in done.stdout + done.stderr
 
 
 def recomputed_rates(scores: pd.DataFrame) -> dict:
@@ -69,12 +90,49 @@ def test_demo_report_matches_the_score_files(demo_run):
         fmt = (lambda v: f"{100 * v:.1f}%") if pct else (lambda v: f"{v:.3f}")
         assert table[name][:2] == [fmt(base[name]), fmt(dpo[name])], name
     n_val = len(pd.read_parquet(out / "data" / "validation.parquet"))
-    assert n_val == 40 and len(pd.read_parquet(out / "scores" / "eval_dpo.parquet")) == n_val
+    assert n_val == 200 and len(pd.read_parquet(out / "scores" / "eval_dpo.parquet")) == n_val
     pairs = pd.read_parquet(out / "pairs" / "train.parquet")
     assert f"| Preference pairs | {len(pairs)} |" in report
     assert "DPO training loss (final)" in report and "Reward accuracy (final)" in report
     for link in re.findall(r"\]\(([^)]+)\)", report):
         assert (out / link).exists(), link
+
+
+def test_shared_steps_run_once_for_all_experiments(tmp_path):
+    """Three experiments (main + two) and two shards: data, candidates, their scores and the
+    base model's evaluation are planned once; pairs, training and DPO evaluation per experiment."""
+    counts = {}
+    out = snakemake(copy_workflow(tmp_path), "-n", *DEMO).stdout
+    for rule, count in re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1], flags=re.MULTILINE):
+        counts[rule] = int(count)
+    assert counts.pop("total") == sum(counts.values())
+    assert counts == {
+        "synthesize_corpus": 3, "prepare_split": 2, "build_tiny_model": 1, "build_prompts": 2,
+        "generate_candidates": 2, "merge_candidates": 1, "score_candidates": 1,
+        "select_pairs": 3, "train_dpo": 3, "merge_adapter": 3,
+        "generate_eval": 2 + 3 * 2, "merge_eval": 1 + 3, "score_eval": 1 + 3,  # base once, DPO per experiment
+        "report": 3, "comparison": 1, "all": 1,
+    }
+
+
+@pytest.mark.slow
+def test_demo_comparison_sets_every_experiment_beside_the_base(demo_run):
+    out = demo_run / "results" / "demo"
+    text = (out / "comparison.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| DPO: ") or line.startswith("| Base model")]
+    names = ["main", "best_vs_worst", "minimal_swap"]
+    assert [r.split(" | ")[0] for r in rows] == ["| Base model"] + [f"| DPO: `{n}`" for n in names]
+    for name, row in zip(names, rows[1:]):
+        folder = out if name == "main" else out / "experiments" / name
+        metrics = json.loads((folder / "metrics.json").read_text())
+        strategy = "highlights_vs_worst" if name == "main" else name
+        assert metrics["pairs_config"]["strategy"] == strategy and f"| {strategy} |" in row
+        assert f"| {len(pd.read_parquet(folder / 'pairs' / 'train.parquet'))} |" in row
+        rate = next(r for r in metrics["comparison"] if r["key"] == "entity_rate")
+        assert f"{100 * rate['dpo']['value']:.1f}% [" in row and rate["verdict"] in row
+        assert f"Experiment `{name}`" in (folder / "report.md").read_text()
+    swaps = pd.read_parquet(out / "experiments" / "minimal_swap" / "pairs" / "train.parquet")
+    assert (swaps["swap"].str.contains(" -> ")).all() and (swaps["rejected_badness"] >= 1).all()
 
 
 @pytest.mark.slow
@@ -104,8 +162,10 @@ RUNTIME_KEYS = {"train_runtime", "train_samples_per_second", "train_steps_per_se
 SEEDED_ARTIFACTS = [
     "data/train.parquet", "data/validation.parquet", "prompts/train.parquet", "candidates/train.parquet",
     "scores/candidates.parquet", "pairs/train.parquet", "models/base/model.safetensors",
-    "models/dpo/adapter/adapter_model.safetensors", "eval/base.parquet", "eval/dpo.parquet",
-    "scores/eval_base.parquet", "scores/eval_dpo.parquet", "metrics.json", "report.md",
+    "models/dpo/adapter/adapter_model.safetensors", "models/dpo/merged/model.safetensors", "eval/base.parquet",
+    "eval/dpo.parquet", "scores/eval_base.parquet", "scores/eval_dpo.parquet", "metrics.json", "report.md",
+    "experiments/minimal_swap/pairs/train.parquet", "experiments/minimal_swap/eval/dpo.parquet",
+    "experiments/best_vs_worst/metrics.json", "comparison.md",
 ]
 
 

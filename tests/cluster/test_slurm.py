@@ -53,7 +53,7 @@ def test_demo_on_slurm_runs_gpu_rules_with_a_gpu_and_matches_the_local_run(slurm
     work = copy_workflow(tmp_path)
     # poll every 2 s instead of the plugin's 40 s wait: the jobs are short
     done = snakemake(work, "--profile", "profiles/slurm", "--slurm-no-account", "--slurm-init-seconds-before-status-checks",
-                     "2", "--seconds-between-status-checks", "2", *DEMO)
+                     "2", "--seconds-between-status-checks", "2", *DEMO, "results/demo/report.md")
     output = done.stdout + done.stderr
 
     rules_seen = {}
@@ -67,7 +67,7 @@ def test_demo_on_slurm_runs_gpu_rules_with_a_gpu_and_matches_the_local_run(slurm
         for info in infos:
             has_gpu = "gres:gpu:1" in info
             assert has_gpu == (rule in GPU_RULES), f"{rule}: {'a GPU' if has_gpu else 'no GPU'} requested\n{info}"
-    assert len(rules_seen["generate_eval"]) == 2  # base and dpo
+    assert len(rules_seen["generate_eval"]) == 4  # base and dpo, two shards each
 
     local = (demo_run / "results" / "demo" / "report.md").read_text()
     assert (work / "results" / "demo" / "report.md").read_text() == local

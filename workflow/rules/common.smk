@@ -1,6 +1,11 @@
 # Shared helpers: output locations, input functions, config checks that the schema
 # cannot express, and the package modules each rule depends on.
 import os
+import re
+
+import jsonschema
+import pyarrow.parquet as pq
+import yaml
 
 from faithdpo import models
 from faithdpo.deps import module_closure
@@ -8,8 +13,12 @@ from faithdpo.deps import module_closure
 OUT = config["outdir"].rstrip("/")
 SPLITS = ["train", "validation"]
 MODELS = ["base", "dpo"]
-ADAPTER = f"{OUT}/models/dpo/adapter"
-LOG_HISTORY = f"{OUT}/models/dpo/log_history.json"
+# Experiments vary the pairs/training keys; the shared steps (data, candidates, their
+# scores, the base model's evaluation) live in OUT and run once. The config's own
+# pairs/training are the experiment "main", in OUT itself; experiment X is in
+# OUT/experiments/X. Rules downstream of the pairs take the folder as wildcard {xdir}.
+EXPERIMENTS = config["experiments"]
+SCHEMA = "workflow/schemas/config.schema.yaml"
 # Relative to the working directory, so that the recorded inputs stay valid when the
 # project folder is moved or copied.
 PACKAGE_DIR = os.path.relpath(os.path.join(workflow.basedir, "faithdpo"))
@@ -18,6 +27,23 @@ PACKAGE_DIR = os.path.relpath(os.path.join(workflow.basedir, "faithdpo"))
 wildcard_constraints:
     split="train|validation",
     model="base|dpo",
+    xdir=re.escape(OUT) + "(?:/experiments/[A-Za-z0-9_-]+)?",
+
+
+def xdir_of(name):
+    return OUT if name == "main" else f"{OUT}/experiments/{name}"
+
+
+def experiment_of(xdir):
+    return "main" if xdir == OUT else os.path.basename(xdir)
+
+
+def experiment_config(xdir):
+    """The pairs and training settings of an experiment: the config's, with its overrides."""
+    overrides = {} if xdir == OUT else EXPERIMENTS[experiment_of(xdir)]
+    return {
+        key: {**config[key], **overrides.get(key, {})} for key in ("pairs", "training")
+    }
 
 
 def package_modules(*entry_modules):
@@ -38,8 +64,33 @@ def check_config(cfg):
             f"({cfg['generation']['max_new_tokens']}) = {budget} exceeds training.max_length "
             f"({cfg['training']['max_length']}): summaries would be cut in training. Lower one or raise max_length."
         )
-    if cfg["model"]["source"] == "local" and not cfg["model"]["path"]:
-        raise ValueError("model.source is 'local' but model.path is not set")
+    schema = yaml.safe_load(open(os.path.join(workflow.basedir, SCHEMA)))
+    for name in cfg["experiments"]:
+        merged = {**cfg, **experiment_config(xdir_of(name))}
+        for error in jsonschema.Draft202012Validator(schema).iter_errors(merged):
+            key = ".".join(str(p) for p in error.absolute_path)
+            raise ValueError(
+                f"experiments.{name}: {key} = {error.instance!r}: {error.message}"
+            )
+    if cfg["model"]["source"] == "local":
+        if not cfg["model"]["path"]:
+            raise ValueError("model.source is 'local' but model.path is not set")
+        models.check_model_dir(cfg["model"]["path"])
+    if cfg["data"]["source"] == "local":
+        for split in SPLITS:
+            path = os.path.join(cfg["data"]["dir"], f"{split}.parquet")
+            if not os.path.exists(path):
+                raise ValueError(
+                    f"data.source is 'local' but {path} does not exist: place {split}.parquet "
+                    "(columns id, article, highlights) in data.dir, or set data.source: hub "
+                    "to download it with `snakemake download_dataset`."
+                )
+            rows, n = pq.ParquetFile(path).metadata.num_rows, cfg["data"][f"n_{split}"]
+            if n > rows:
+                raise ValueError(
+                    f"data.n_{split} = {n} is larger than the {rows} rows of {path}; "
+                    f"lower data.n_{split} (at most {rows})."
+                )
     if cfg["data"]["source"] == "synthetic":
         for split in SPLITS:
             size, n = cfg["data"]["synthetic"][split], cfg["data"][f"n_{split}"]
@@ -68,8 +119,8 @@ def prompts_of(split):
 
 
 def preference_pairs(wildcards):
-    """The pairs, read through the checkpoint: unchanged pairs do not retrain."""
-    return checkpoints.select_pairs.get().output[0]
+    """An experiment's pairs, read through the checkpoint: unchanged pairs do not retrain."""
+    return checkpoints.select_pairs.get(xdir=wildcards.xdir).output[0]
 
 
 def hub_model_dir():
@@ -85,24 +136,45 @@ def base_model_dir():
     return hub_model_dir()
 
 
+def eval_model_dir(wildcards):
+    """The weights evaluated: the base model, or the DPO adapter merged into it."""
+    if wildcards.model == "base":
+        return base_model_dir()
+    return f"{wildcards.xdir}/models/dpo/merged"
+
+
 def generation_params(model=None):
     """Decoding settings: K samples per train article, or greedy for evaluation."""
     gen = config["generation"]
     common = {
-        "max_new_tokens": gen["max_new_tokens"],
-        "batch_size": gen["batch_size"],
-        "stop_strings": gen["stop_strings"],
-        "seed": config["seed"],
-        "trust_remote_code": config["model"]["trust_remote_code"],
+        key: gen[key]
+        for key in (
+            "max_new_tokens",
+            "batch_size",
+            "max_batch_tokens",
+            "stop_strings",
+            "engine",
+            "quantization",
+        )
     }
+    common.update(
+        seed=config["seed"], trust_remote_code=config["model"]["trust_remote_code"]
+    )
     if model is not None:
         return common
     return {**common, **gen["candidates"], "do_sample": True}
 
 
-def training_params():
+def pair_params(wildcards):
+    pairs = experiment_config(wildcards.xdir)["pairs"]
+    # minimal_swap finds the items to swap with the scorer; the others read scores only.
+    scoring = config["scoring"] if pairs["strategy"] == "minimal_swap" else None
+    return {**pairs, "scoring": scoring, "seed": config["seed"]}
+
+
+def training_params(wildcards):
     return {
-        **config["training"],
+        **experiment_config(wildcards.xdir)["training"],
         "seed": config["seed"],
         "trust_remote_code": config["model"]["trust_remote_code"],
     }
@@ -111,3 +183,9 @@ def training_params():
 def gpu_resources():
     res = config["resources"]
     return {"gpu": 1, "runtime": res["gpu_runtime"], "mem_mb": res["gpu_mem_mb"]}
+
+
+def report_config(xdir):
+    """The config a report shows: this experiment's pairs/training, no resources."""
+    shown = {k: v for k, v in config.items() if k not in ("resources", "experiments")}
+    return {**shown, **experiment_config(xdir), "experiment": experiment_of(xdir)}

@@ -76,5 +76,6 @@ checkpoint build_prompts:
         # a function, so that "{article}" is not taken for a wildcard
         template=lambda wc: config["prompt"]["template"],
         max_prompt_tokens=config["prompt"]["max_prompt_tokens"],
+        over_budget=config["prompt"]["over_budget"],
     script:
         "../scripts/build_prompts.py"

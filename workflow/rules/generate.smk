@@ -1,4 +1,5 @@
 # Generation (GPU): K sampled candidates per train article; greedy evaluation summaries.
+# Each is split into generation.shards GPU jobs (scatter), merged in prompt order (gather).
 
 
 rule generate_candidates:
@@ -7,9 +8,9 @@ rule generate_candidates:
         model=base_model_dir(),
         modules=package_modules("generation"),
     output:
-        f"{OUT}/candidates/train.parquet",
+        f"{OUT}/candidates/shards/train.{{scatteritem}}.parquet",
     log:
-        f"{OUT}/logs/generate_candidates.log",
+        f"{OUT}/logs/generate_candidates/{{scatteritem}}.log",
     conda:
         "../../envs/gpu.yaml"
     threads: config["resources"]["gpu_threads"]
@@ -21,19 +22,36 @@ rule generate_candidates:
         "../scripts/generate.py"
 
 
+rule merge_candidates:
+    input:
+        shards=gather.shard(f"{OUT}/candidates/shards/train.{{scatteritem}}.parquet"),
+        prompts=prompts_of("train"),
+        modules=package_modules("generation"),
+    output:
+        f"{OUT}/candidates/train.parquet",
+    log:
+        f"{OUT}/logs/merge_candidates.log",
+    conda:
+        "../../envs/nlp.yaml"
+    threads: 1
+    params:
+        num_return_sequences=config["generation"]["candidates"]["num_return_sequences"],
+    script:
+        "../scripts/merge_shards.py"
+
+
 rule generate_eval:
     input:
         prompts=prompts_of("validation"),
-        model=base_model_dir(),
-        adapter=lambda wc: ADAPTER if wc.model == "dpo" else [],
+        model=eval_model_dir,
         # The pairs the adapter was trained on, read through their checkpoint: when they
         # come out unchanged, training is skipped and so is this job.
         pairs=lambda wc: preference_pairs(wc) if wc.model == "dpo" else [],
         modules=package_modules("generation"),
     output:
-        f"{OUT}/eval/{{model}}.parquet",
+        "{xdir}/eval/shards/{model}.{scatteritem}.parquet",
     log:
-        f"{OUT}/logs/generate_eval/{{model}}.log",
+        "{xdir}/logs/generate_eval/{model}.{scatteritem}.log",
     conda:
         "../../envs/gpu.yaml"
     threads: config["resources"]["gpu_threads"]
@@ -43,3 +61,23 @@ rule generate_eval:
         generation=generation_params(model="eval"),
     script:
         "../scripts/generate.py"
+
+
+rule merge_eval:
+    input:
+        shards=lambda wc: gather.shard(
+            f"{wc.xdir}/eval/shards/{wc.model}.{{scatteritem}}.parquet"
+        ),
+        prompts=prompts_of("validation"),
+        modules=package_modules("generation"),
+    output:
+        "{xdir}/eval/{model}.parquet",
+    log:
+        "{xdir}/logs/merge_eval/{model}.log",
+    conda:
+        "../../envs/nlp.yaml"
+    threads: 1
+    params:
+        num_return_sequences=1,
+    script:
+        "../scripts/merge_shards.py"

@@ -1,4 +1,4 @@
-# Pairs: chosen = reference highlights, rejected = the worst candidate by badness.
+# Pairs: chosen vs rejected by pairs.strategy (see README), then filtered; one set per experiment.
 
 
 checkpoint select_pairs:
@@ -9,13 +9,13 @@ checkpoint select_pairs:
         model=base_model_dir(),
         modules=package_modules("pairs"),
     output:
-        f"{OUT}/pairs/train.parquet",
+        "{xdir}/pairs/train.parquet",
     log:
-        f"{OUT}/logs/select_pairs.log",
+        "{xdir}/logs/select_pairs.log",
     conda:
         "../../envs/nlp.yaml"
     threads: 1
     params:
-        min_badness=config["pairs"]["min_badness"],
+        pairs=pair_params,
     script:
         "../scripts/select_pairs.py"

@@ -1,45 +1,75 @@
 # Report: base vs DPO hallucination with intervals and tests, quality, pair confounds,
-# training curves and examples. `snakemake --report` embeds the same figures.
+# training curves, data checks and examples, one per experiment; then the comparison of
+# every experiment beside the base model. `snakemake --report` embeds the figures.
 
 
 rule report:
     input:
         scores_base=f"{OUT}/scores/eval_base.parquet",
-        scores_dpo=f"{OUT}/scores/eval_dpo.parquet",
+        scores_dpo="{xdir}/scores/eval_dpo.parquet",
         data=f"{OUT}/data/validation.parquet",
         pairs=preference_pairs,
-        log_history=LOG_HISTORY,
+        log_history="{xdir}/models/dpo/log_history.json",
+        data_stats=expand(f"{OUT}/data/{{split}}.stats.json", split=SPLITS),
+        prompts=expand(f"{OUT}/prompts/{{split}}.parquet", split=SPLITS),
         modules=package_modules("report"),
     output:
         report=report(
-            f"{OUT}/report.md", caption="../report/report.rst", category="Report"
+            "{xdir}/report.md",
+            caption="../report/report.rst",
+            category="Report",
+            subcategory="{xdir}",
         ),
-        metrics=f"{OUT}/metrics.json",
+        metrics="{xdir}/metrics.json",
         rates=report(
-            f"{OUT}/figures/rates.png",
+            "{xdir}/figures/rates.png",
             caption="../report/rates.rst",
             category="Hallucination",
+            subcategory="{xdir}",
         ),
         training=report(
-            f"{OUT}/figures/training.png",
+            "{xdir}/figures/training.png",
             caption="../report/training.rst",
             category="Training",
+            subcategory="{xdir}",
         ),
         pair_lengths=report(
-            f"{OUT}/figures/pair_lengths.png",
+            "{xdir}/figures/pair_lengths.png",
             caption="../report/pair_lengths.rst",
             category="Preference pairs",
+            subcategory="{xdir}",
         ),
     log:
-        f"{OUT}/logs/report.log",
+        "{xdir}/logs/report.log",
     conda:
         "../../envs/nlp.yaml"
     threads: 1
     params:
-        config={k: v for k, v in config.items() if k != "resources"},
+        config=lambda wc: report_config(wc.xdir),
         alpha=config["report"]["alpha"],
         resamples=config["report"]["bootstrap_resamples"],
         n_examples=config["report"]["examples"],
         seed=config["seed"],
     script:
         "../scripts/report.py"
+
+
+rule comparison:
+    input:
+        metrics=[f"{xdir_of(name)}/metrics.json" for name in ["main", *EXPERIMENTS]],
+        modules=package_modules("comparison"),
+    output:
+        report(
+            f"{OUT}/comparison.md",
+            caption="../report/comparison.rst",
+            category="Report",
+        ),
+    log:
+        f"{OUT}/logs/comparison.log",
+    conda:
+        "../../envs/nlp.yaml"
+    threads: 1
+    params:
+        names=["main", *EXPERIMENTS],
+    script:
+        "../scripts/comparison.py"

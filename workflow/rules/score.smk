@@ -21,13 +21,13 @@ rule score_candidates:
 
 rule score_eval:
     input:
-        summaries=f"{OUT}/eval/{{model}}.parquet",
+        summaries="{xdir}/eval/{model}.parquet",
         data=f"{OUT}/data/validation.parquet",
         modules=package_modules("scoring"),
     output:
-        f"{OUT}/scores/eval_{{model}}.parquet",
+        "{xdir}/scores/eval_{model}.parquet",
     log:
-        f"{OUT}/logs/score_eval/{{model}}.log",
+        "{xdir}/logs/score_eval/{model}.log",
     conda:
         "../../envs/nlp.yaml"
     threads: config["scoring"]["n_process"]

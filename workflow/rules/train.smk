@@ -1,4 +1,5 @@
-# Training (GPU): TRL DPOTrainer with LoRA on q/k/v/o, optionally over a 4-bit NF4 base.
+# Training (GPU): TRL DPOTrainer with LoRA on q/k/v/o, optionally over a 4-bit NF4 base;
+# then the adapter merged into the base weights, which evaluation generates from.
 
 
 rule train_dpo:
@@ -7,16 +8,34 @@ rule train_dpo:
         model=base_model_dir(),
         modules=package_modules("training"),
     output:
-        adapter=directory(ADAPTER),
-        log_history=LOG_HISTORY,
+        adapter=directory("{xdir}/models/dpo/adapter"),
+        log_history="{xdir}/models/dpo/log_history.json",
     log:
-        f"{OUT}/logs/train_dpo.log",
+        "{xdir}/logs/train_dpo.log",
     conda:
         "../../envs/gpu.yaml"
     threads: config["resources"]["gpu_threads"]
     resources:
         **gpu_resources(),
     params:
-        training=training_params(),
+        training=training_params,
     script:
         "../scripts/train_dpo.py"
+
+
+rule merge_adapter:
+    input:
+        model=base_model_dir(),
+        adapter="{xdir}/models/dpo/adapter",
+        modules=package_modules("merge"),
+    output:
+        directory("{xdir}/models/dpo/merged"),
+    log:
+        "{xdir}/logs/merge_adapter.log",
+    conda:
+        "../../envs/gpu.yaml"
+    threads: config["resources"]["gpu_threads"]
+    params:
+        trust_remote_code=config["model"]["trust_remote_code"],
+    script:
+        "../scripts/merge_adapter.py"

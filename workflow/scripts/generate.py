@@ -1,4 +1,4 @@
-"""Snakemake adapter: generate summaries (candidates or evaluation) for a prompts file."""
+"""Snakemake adapter: generate one shard of summaries (candidates or evaluation)."""
 
 import torch
 
@@ -11,6 +11,6 @@ generate_file(
     snakemake.input.prompts,
     snakemake.input.model,
     snakemake.output[0],
-    adapter_dir=snakemake.input.get("adapter") or None,
+    shard=snakemake.wildcards.scatteritem,
     **snakemake.params.generation,
 )

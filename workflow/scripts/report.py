@@ -15,5 +15,7 @@ build_report(
     snakemake.output.report,
     snakemake.output.metrics,
     str(Path(snakemake.output.rates).parent),
+    data_stats=list(snakemake.input.data_stats),
+    prompts=list(snakemake.input.prompts),
     **snakemake.params,
 )

@@ -10,5 +10,5 @@ select_pairs(
     snakemake.input.data,
     snakemake.input.model,
     snakemake.output[0],
-    **snakemake.params,
+    **snakemake.params.pairs,
 )

@@ -1,0 +1,29 @@
+"""The DPO adapter folded into the base weights, for evaluation in either engine."""
+
+from __future__ import annotations
+
+import logging
+
+from faithdpo.io import atomic_path
+from faithdpo.models import check_model_dir, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+def merge_adapter(model_dir: str, adapter_dir: str, output_dir: str, trust_remote_code: bool = False) -> None:
+    """Fold a LoRA adapter into the base weights (in the base's own dtype) and save them.
+
+    Evaluation generates from these merged weights, in either engine: adapter-on-the-fly
+    costs throughput, and vLLM would need ``max_lora_rank`` raised to the adapter's r.
+    """
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    check_model_dir(model_dir)
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto", use_safetensors=True,
+                                                trust_remote_code=trust_remote_code)
+    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    with atomic_path(output_dir) as tmp:
+        merged.save_pretrained(tmp, safe_serialization=True)
+        load_tokenizer(model_dir).save_pretrained(tmp)
+    log.info("merged %s into %s -> %s (%s)", adapter_dir, model_dir, output_dir, merged.dtype)
