@@ -16,6 +16,7 @@ steps / bandwidth) and the fraction of it achieved.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TQDM_DISABLE", "1")  # the table is the output
 
 from faithdpo.corpus import generate_corpus  # noqa: E402
 from faithdpo.generation import GenerationConfig, HFEngine, generate_summaries, plan_batches  # noqa: E402

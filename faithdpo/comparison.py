@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from faithdpo.io import read_json, write_text
-from faithdpo.report import _delta, _pct, _value
+from faithdpo.report import fmt_delta, fmt_pct, fmt_value
 
 log = logging.getLogger(__name__)
 
@@ -19,9 +19,9 @@ RATES = ("entity_rate", "number_rate")
 
 
 def _rate_cell(row: dict, side: str) -> str:
-    cell = _value(row[side], True)
+    cell = fmt_value(row[side], True)
     if side == "dpo":
-        cell += f"<br>{_delta(row['delta'], True)}, p = {row['p_value']:.3g}: {row['verdict']}"
+        cell += f"<br>{fmt_delta(row['delta'], True)}, p = {row['p_value']:.3g}: {row['verdict']}"
     return cell
 
 
@@ -41,10 +41,13 @@ def render_comparison(names: list[str], metrics: list[dict]) -> str:
         f"with at least one hallucinated entity (number), with {100 * (1 - alpha):.0f}% paired bootstrap "
         f"intervals; each DPO row gives its paired delta against the base model, the p-value of McNemar's test, "
         f"and the verdict at alpha {alpha:g}. Experiments are not tested against one another here: compare "
-        "their deltas, and their intervals, with care.",
+        "their deltas, and their intervals, with care. No correction for multiple testing is applied: with "
+        f"{len(names)} experiment(s) x {len(base['comparison'])} metrics = {len(names) * len(base['comparison'])} "
+        f"paired tests (see each report), about {alpha * len(names) * len(base['comparison']):.1f} would read "
+        "improved or worse by chance alone.",
         "",
         "| Model | Pair strategy | Pairs | Entity hallucination rate | Number hallucination rate | ROUGE-L | "
-        "Pair tokens, chosen / rejected (chosen shorter) | Reward accuracy |",
+        "Pair tokens, chosen / rejected (chosen shorter) | Reward accuracy (loss drop) |",
         "|---|---|---:|---|---|---:|---|---:|",
         f"| Base model | | | {_rate_cell(first['entity_rate'], 'base')} | {_rate_cell(first['number_rate'], 'base')} "
         f"| {base['quality']['base']['rougeL']:.3f} | | |",
@@ -52,8 +55,9 @@ def render_comparison(names: list[str], metrics: list[dict]) -> str:
     for name, m in zip(names, metrics):
         p, t = m["pairs"], m["training"]
         pair_cell = (f"{p['chosen_tokens_mean']:.1f} / {p['rejected_tokens_mean']:.1f} "
-                     f"({_pct(p['share_chosen_shorter'])})" if p["pairs"] else "")
-        accuracy = _pct(t["reward_accuracy"]) if t.get("reward_accuracy") is not None else ""
+                     f"({fmt_pct(p['share_chosen_shorter'])})" if p["pairs"] else "")
+        accuracy = (f"{fmt_pct(t['reward_accuracy'])} ({t['loss_drop_pct']:.1f}%)"
+                    if t.get("reward_accuracy") is not None else "")
         lines.append(
             f"| DPO: `{name}` | {m['pairs_config'].get('strategy', '')} | {p['pairs']} | "
             f"{_rate_cell(rates[name]['entity_rate'], 'dpo')} | {_rate_cell(rates[name]['number_rate'], 'dpo')} | "

@@ -136,17 +136,17 @@ def examples(paired: pd.DataFrame, data: pd.DataFrame, n: int) -> dict[str, list
     return {k: sorted(v, key=lambda e: (-e["change"], e["id"]))[:n] for k, v in found.items()}
 
 
-def _pct(v: float) -> str:
+def fmt_pct(v: float) -> str:
     return f"{100 * v:.1f}%"
 
 
-def _value(v: dict, pct: bool) -> str:
+def fmt_value(v: dict, pct: bool) -> str:
     if pct:
         return f"{100 * v['value']:.1f}% [{100 * v['low']:.1f}, {100 * v['high']:.1f}]"
     return f"{v['value']:.3f} [{v['low']:.3f}, {v['high']:.3f}]"
 
 
-def _delta(v: dict, pct: bool) -> str:
+def fmt_delta(v: dict, pct: bool) -> str:
     if pct:
         return f"{100 * v['value']:+.1f} pp [{100 * v['low']:+.1f}, {100 * v['high']:+.1f}]"
     return f"{v['value']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}]"
@@ -168,7 +168,7 @@ def render(metrics: dict, config: dict, links: dict[str, str], figures: dict[str
         "summaries per model (greedy decoding).",
         "",
     ]
-    lines += [f"- **{r['label']}**: {r['verdict']} ({_delta(r['delta'], r['pct'])}, p = {r['p_value']:.3g})"
+    lines += [f"- **{r['label']}**: {r['verdict']} ({fmt_delta(r['delta'], r['pct'])}, p = {r['p_value']:.3g})"
               for r in metrics["comparison"]]
     lines += [
         "",
@@ -178,8 +178,8 @@ def render(metrics: dict, config: dict, links: dict[str, str], figures: dict[str
         "|---|---:|---:|---:|---:|---|",
     ]
     for r in metrics["comparison"]:
-        lines.append(f"| {r['label']} | {_value(r['base'], r['pct'])} | {_value(r['dpo'], r['pct'])} | "
-                     f"{_delta(r['delta'], r['pct'])} | {r['p_value']:.3g} | {r['verdict']} |")
+        lines.append(f"| {r['label']} | {fmt_value(r['base'], r['pct'])} | {fmt_value(r['dpo'], r['pct'])} | "
+                     f"{fmt_delta(r['delta'], r['pct'])} | {r['p_value']:.3g} | {r['verdict']} |")
     lines += [
         "",
         f"Brackets: {conf} paired bootstrap intervals ({metrics['resamples']} resamples of the validation articles, "
@@ -199,9 +199,9 @@ def render(metrics: dict, config: dict, links: dict[str, str], figures: dict[str
                             ("ROUGE-L F1", "rougeL", "{:.3f}"), ("Mean length (words)", "words", "{:.1f}")]:
         lines.append(f"| {label} | {fmt.format(q['base'][key])} | {fmt.format(q['dpo'][key])} |")
     lines += [
-        f"| Empty summaries | {_pct(q['base']['empty'])} | {_pct(q['dpo']['empty'])} |",
-        f"| Degenerate summaries (a word trigram 3+ times) | {_pct(q['base']['degenerate'])} | "
-        f"{_pct(q['dpo']['degenerate'])} |",
+        f"| Empty summaries | {fmt_pct(q['base']['empty'])} | {fmt_pct(q['dpo']['empty'])} |",
+        f"| Degenerate summaries (a word trigram 3+ times) | {fmt_pct(q['base']['degenerate'])} | "
+        f"{fmt_pct(q['dpo']['degenerate'])} |",
         "",
         f"ROUGE against the reference highlights (mean length {q['highlights_words']:.1f} words). Fewer "
         "hallucinations count only if quality holds.",
@@ -218,8 +218,8 @@ def render(metrics: dict, config: dict, links: dict[str, str], figures: dict[str
             f"| Chosen length, mean (median) tokens | {p['chosen_tokens_mean']:.1f} ({p['chosen_tokens_median']:.0f}) |",
             f"| Rejected length, mean (median) tokens | {p['rejected_tokens_mean']:.1f} "
             f"({p['rejected_tokens_median']:.0f}) |",
-            f"| Pairs where chosen is shorter | {_pct(p['share_chosen_shorter'])} |",
-            f"| Pairs where chosen is longer | {_pct(p['share_chosen_longer'])} |",
+            f"| Pairs where chosen is shorter | {fmt_pct(p['share_chosen_shorter'])} |",
+            f"| Pairs where chosen is longer | {fmt_pct(p['share_chosen_longer'])} |",
             f"| Badness margin, mean (median; min-max) | {p['badness_margin_mean']:.2f} "
             f"({p['badness_margin_median']:.0f}; {p['badness_margin_min']:.0f}-{p['badness_margin_max']:.0f}) |",
             "",

@@ -36,7 +36,8 @@ def test_one_row_for_the_base_and_one_per_experiment(two_experiments):
     assert "-66.7 pp [" in rows[2] and ": improved |" in rows[2]
     assert rows[3].startswith("| DPO: `swap` | minimal_swap | 7 |")
     assert "10.0% [" in rows[3] and "-23.3 pp [-40.0, -10.0], p = 0.004: improved" in rows[3]
-    assert "| 5.0 / 9.0 (100.0%) | 100.0% |" in rows[3]  # pair lengths and reward accuracy
+    assert "| 5.0 / 9.0 (100.0%) | 100.0% (60.9%) |" in rows[3]  # pair lengths, reward accuracy, loss drop
+    assert "2 experiment(s) x 4 metrics = 8 paired tests (see each report), about 0.4 would read" in text
     assert "- `swap`: Length confound" in text
 
 

@@ -87,7 +87,7 @@ def test_one_experiments_change_reruns_that_experiment_alone(run_copy):
 def test_rebuild_with_identical_output_runs_no_gpu_step(run_copy):
     """Scoring reruns after a code change, but the pairs come out byte-identical: the
     select_pairs checkpoint then lets training and DPO generation stand."""
-    edit(run_copy / "faithdpo" / "scoring.py", '"thousand": 3,', '"thousand": 3,  # same logic, new bytes')
+    edit(run_copy / "faithdpo" / "scoring.py", "_SCALES = {", "_SCALES = {  # same logic, new bytes")
     done = snakemake(run_copy, "--cores", "2", *DEMO)
     assert jobs_in(done.stdout + done.stderr) == {
         "score_candidates", "comparison", *(f"score_eval[xdir={x}, model={m}]" for x in XDIRS for m in ("dpo",)),

@@ -69,6 +69,8 @@ rule merge_eval:
             f"{wc.xdir}/eval/shards/{wc.model}.{{scatteritem}}.parquet"
         ),
         prompts=prompts_of("validation"),
+        # Read through the checkpoint, like generate_eval: unchanged pairs skip this job too.
+        pairs=lambda wc: preference_pairs(wc) if wc.model == "dpo" else [],
         modules=package_modules("generation"),
     output:
         "{xdir}/eval/{model}.parquet",

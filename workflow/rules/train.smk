@@ -27,6 +27,8 @@ rule merge_adapter:
     input:
         model=base_model_dir(),
         adapter="{xdir}/models/dpo/adapter",
+        # Read through the checkpoint, like generate_eval: unchanged pairs skip this job too.
+        pairs=preference_pairs,
         modules=package_modules("merge"),
     output:
         directory("{xdir}/models/dpo/merged"),

@@ -1,0 +1,20 @@
+"""The generation benchmark stays runnable and prints its table (its numbers are not asserted:
+timings belong in benchmarks/, not in unit tests)."""
+
+import subprocess
+import sys
+
+from workflow_helpers import REPO
+
+
+def test_generation_benchmark_prints_the_comparison_table(tiny_model_dir):
+    done = subprocess.run([sys.executable, "benchmarks/bench_generate.py", "--model", tiny_model_dir, "--prompts", "8",
+                           "--batch-size", "4", "--max-new-tokens", "8", "--threads", "1"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "| mode | seconds | new tokens | tokens/s | vs one at a time |" in lines
+    one = next(line for line in lines if line.startswith("| one at a time |"))
+    batched = next(line for line in lines if line.startswith("| batched (4/batch) |"))
+    assert one.endswith("| 1.00x |") and one.split(" | ")[2] == batched.split(" | ")[2]  # same new tokens
+    assert "identical summaries one-at-a-time vs batched: True" in lines
