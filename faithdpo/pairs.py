@@ -110,11 +110,17 @@ def minimal_swap(scores: pd.DataFrame, data: pd.DataFrame, scorer, chosen_from: 
                              "candidate": best["candidate"]})
     base = base.merge(data[["id", "article", "highlights"]], on="id", how="inner", validate="one_to_one")
     base["text"] = base["text"].map(lambda t: unicodedata.normalize("NFKC", t.strip()))
-    spans = scorer.items(list(base["text"]))
+    # One NER pass over the highlights gives the pool and, when they are the chosen texts, the spans.
+    highlight_items = scorer.items([h.strip() for h in data["highlights"]])
+    if chosen_from == "highlights":
+        items_of = dict(zip(data["id"], highlight_items))
+        spans = [items_of[pid] for pid in base["id"]]
+    else:
+        spans = scorer.items(list(base["text"]))
     # The pool: every entity and number of the split's highlights, by kind, in a fixed order.
     # An article's own items are supported by its reference, so they are never drawn for it.
     pool: dict[str, set[str]] = {}
-    for items in scorer.items(list(data["highlights"])):
+    for items in highlight_items:
         for item in items:
             pool.setdefault(item["kind"], set()).add(item["text"])
     pool = {kind: sorted(texts) for kind, texts in pool.items()}
