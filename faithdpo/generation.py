@@ -108,7 +108,16 @@ def order_rows(rows: pd.DataFrame, ids: Sequence[str]) -> pd.DataFrame:
     return rows.reset_index(drop=True)[OUTPUT_COLUMNS].astype(OUTPUT_TYPES)
 
 
-class HFEngine:
+class Engine:
+    """What the batch loop needs of an engine: ``count_tokens`` (for the plan) and ``generate``."""
+
+    tokenizer = None
+
+    def count_tokens(self, prompts: list[str]) -> list[int]:
+        return [len(x) for x in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+
+
+class HFEngine(Engine):
     """transformers ``generate``: left padding, K samples via ``num_return_sequences``.
 
     bf16 weights and SDPA attention on a GPU (see models.load_model), 4-bit NF4 on request.
@@ -121,9 +130,6 @@ class HFEngine:
         self.tokenizer = load_tokenizer(model_dir, padding_side="left")
         self.model = load_model(model_dir, trust_remote_code=config.trust_remote_code,
                                 quantization=config.quantization)
-
-    def count_tokens(self, prompts: list[str]) -> list[int]:
-        return [len(x) for x in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
 
     def generate(self, ids: list[str], prompts: list[str]) -> list[dict]:
         import torch
@@ -153,7 +159,7 @@ class HFEngine:
         return rows
 
 
-class VLLMEngine:
+class VLLMEngine(Engine):
     """vLLM (an optional extra, GPU only), same outputs schema as the HF engine.
 
     Each prompt carries its own sampling seed, so outputs do not depend on batching;
@@ -177,9 +183,6 @@ class VLLMEngine:
         self.llm = LLM(model=model_dir, dtype="bfloat16", seed=config.seed,
                        trust_remote_code=config.trust_remote_code)
         self.tokenizer = self.llm.get_tokenizer()
-
-    def count_tokens(self, prompts: list[str]) -> list[int]:
-        return [len(x) for x in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
 
     def generate(self, ids: list[str], prompts: list[str]) -> list[dict]:
         from vllm import SamplingParams

@@ -156,7 +156,8 @@ def number_shape(surface: str) -> str:
     s = surface.lower()
     if "%" in s or "percent" in s:
         return "percent"
-    if _NUMBER_PARTS.search(s) and _NUMBER_PARTS.search(s).group(2) in _SCALES:
+    parts = _NUMBER_PARTS.search(s)
+    if parts and parts.group(2) in _SCALES:
         return "scaled"
     return "decimal" if re.search(r"\d\.\d", s) else "integer"
 
