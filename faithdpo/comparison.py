@@ -1,9 +1,10 @@
 """Every experiment beside the base model, from the experiments' metrics.json files.
 
 One row per model: the hallucination rates with their intervals and, for each DPO model,
-the paired delta against the base and its verdict; ROUGE-L; the confounds of the pairs the
-experiment trained on; and the trainer's reward accuracy, kept in view because it is not
-the target metric.
+the paired delta against the base and its verdict; ROUGE-L and the degenerate share; the
+confounds of the pairs the experiment trained on; and the trainer's reward accuracy, kept
+in view because it is not the target metric. An experiment with too few pairs is listed as
+not trained, with the reason. Verdicts are Holm-adjusted over every test the table shows.
 """
 
 from __future__ import annotations
@@ -12,17 +13,40 @@ import logging
 
 from faithdpo.io import read_json, write_text
 from faithdpo.report import fmt_delta, fmt_pct, fmt_value
+from faithdpo.stats import holm, mcnemar_mde, verdict
 
 log = logging.getLogger(__name__)
 
 RATES = ("entity_rate", "number_rate")
 
 
-def _rate_cell(row: dict, side: str) -> str:
-    cell = fmt_value(row[side], True)
-    if side == "dpo":
-        cell += f"<br>{fmt_delta(row['delta'], True)}, p = {row['p_value']:.3g}: {row['verdict']}"
-    return cell
+def adjusted_tests(names: list[str], metrics: list[dict]) -> dict[tuple[str, str], dict]:
+    """Holm-adjusted p-value, verdict and detectable change of each (experiment, rate) test shown.
+
+    The detectable change is computed at alpha / m, the level the smallest p-value must pass
+    under Holm, with m the number of tests: the comparison's verdicts could see no less.
+    """
+    tests = [(name, r) for name, m in zip(names, metrics) if m["trained"]
+             for r in m["comparison"] if r["key"] in RATES]
+    if not tests:
+        return {}
+    alpha = metrics[0]["alpha"]
+    adjusted = holm([r["p_value"] for _, r in tests])
+    out = {}
+    for (name, r), p_adj in zip(tests, adjusted):
+        mde = mcnemar_mde(metrics[0]["n_validation"], r["discordant"], alpha / len(tests))
+        out[(name, r["key"])] = {"p_holm": p_adj, "verdict": verdict(r["delta"]["value"], p_adj < alpha), "mde": mde,
+                                 "discordant": r["discordant"]}
+    return out
+
+
+def _dpo_cell(row: dict, test: dict) -> str:
+    cell = fmt_value(row["dpo"], True) + f"<br>{fmt_delta(row['delta'], True)}, Holm p = {test['p_holm']:.3g}: "
+    if test["verdict"] != "no significant change":
+        return cell + f"**{test['verdict']}**"
+    if test["mde"] is None:
+        return cell + ("no summary changed" if not test["discordant"] else "too few changed summaries to see a change")
+    return cell + f"no change larger than {100 * test['mde']:.1f} pp"
 
 
 def render_comparison(names: list[str], metrics: list[dict]) -> str:
@@ -31,39 +55,50 @@ def render_comparison(names: list[str], metrics: list[dict]) -> str:
     for name, m in zip(names, metrics):
         if m["base"] != base["base"]:
             raise ValueError(f"experiment {name!r} was evaluated against another base run than {names[0]!r}")
-    rates = {m_name: {r["key"]: r for r in m["comparison"]} for m_name, m in zip(names, metrics)}
-    first = rates[names[0]]
+    rows = {name: {r["key"]: r for r in m["comparison"]} for name, m in zip(names, metrics)}
+    tests = adjusted_tests(names, metrics)
     alpha = base["alpha"]
+    first = rows[names[0]]
     lines = [
         "# faithdpo: experiments compared",
         "",
         f"{base['n_validation']} validation articles, the same for every model. Rates are shares of summaries "
         f"with at least one hallucinated entity (number), with {100 * (1 - alpha):.0f}% paired bootstrap "
-        f"intervals; each DPO row gives its paired delta against the base model, the p-value of McNemar's test, "
-        f"and the verdict at alpha {alpha:g}. Experiments are not tested against one another here: compare "
-        "their deltas, and their intervals, with care. No correction for multiple testing is applied: with "
-        f"{len(names)} experiment(s) x {len(base['comparison'])} metrics = {len(names) * len(base['comparison'])} "
-        f"paired tests (see each report), about {alpha * len(names) * len(base['comparison']):.1f} would read "
-        "improved or worse by chance alone.",
+        "intervals; each DPO row gives its paired delta against the base model and McNemar's p-value, "
+        f"**Holm-adjusted over the {len(tests)} tests in this table** (family-wise alpha {alpha:g}), and the verdict "
+        "from the adjusted p-value. \"No change larger than X pp\": the smallest change McNemar's test would detect "
+        f"with 80% power at alpha / {max(len(tests), 1)} (the level Holm asks of the smallest p-value), given how "
+        "many articles changed outcome. Experiments are not tested against one another: compare their deltas, and "
+        "their intervals, with care. Each experiment's own report tests its four metrics unadjusted.",
         "",
         "| Model | Pair strategy | Pairs | Entity hallucination rate | Number hallucination rate | ROUGE-L | "
-        "Pair tokens, chosen / rejected (chosen shorter) | Reward accuracy (loss drop) |",
-        "|---|---|---:|---|---|---:|---|---:|",
-        f"| Base model | | | {_rate_cell(first['entity_rate'], 'base')} | {_rate_cell(first['number_rate'], 'base')} "
-        f"| {base['quality']['base']['rougeL']:.3f} | | |",
+        "Degenerate | Pair tokens, chosen / rejected (chosen shorter) | Reward accuracy (loss drop) |",
+        "|---|---|---:|---|---|---:|---:|---|---:|",
+        f"| Base model | | | {fmt_value(first['entity_rate']['base'], True)} | "
+        f"{fmt_value(first['number_rate']['base'], True)} | {base['quality']['base']['rougeL']:.3f} | "
+        f"{fmt_pct(base['quality']['base']['degenerate'])} | | |",
     ]
     for name, m in zip(names, metrics):
         p, t = m["pairs"], m["training"]
+        strategy = m["pairs_config"].get("strategy", "")
         pair_cell = (f"{p['chosen_tokens_mean']:.1f} / {p['rejected_tokens_mean']:.1f} "
                      f"({fmt_pct(p['share_chosen_shorter'])})" if p["pairs"] else "")
+        if not m["trained"]:
+            lines.append(f"| DPO: `{name}` | {strategy} | {p['pairs']} | **not trained**: {m['selection']['reason']} "
+                         f"| | | | {pair_cell} | |")
+            continue
         accuracy = (f"{fmt_pct(t['reward_accuracy'])} ({t['loss_drop_pct']:.1f}%)"
                     if t.get("reward_accuracy") is not None else "")
         lines.append(
-            f"| DPO: `{name}` | {m['pairs_config'].get('strategy', '')} | {p['pairs']} | "
-            f"{_rate_cell(rates[name]['entity_rate'], 'dpo')} | {_rate_cell(rates[name]['number_rate'], 'dpo')} | "
-            f"{m['quality']['dpo']['rougeL']:.3f} | {pair_cell} | {accuracy} |"
+            f"| DPO: `{name}` | {strategy} | {p['pairs']} | "
+            f"{_dpo_cell(rows[name]['entity_rate'], tests[(name, 'entity_rate')])} | "
+            f"{_dpo_cell(rows[name]['number_rate'], tests[(name, 'number_rate')])} | "
+            f"{m['quality']['dpo']['rougeL']:.3f} | {fmt_pct(m['quality']['dpo']['degenerate'])} | {pair_cell} | "
+            f"{accuracy} |"
         )
     warnings = [(name, w) for name, m in zip(names, metrics) for w in m["pairs"]["warnings"] + m["training_warnings"]]
+    warnings += [(name, f"not trained: {m['selection']['reason']}") for name, m in zip(names, metrics)
+                 if not m["trained"]]
     if warnings:
         lines += ["", "Warnings from the experiments' reports:", ""]
         lines += [f"- `{name}`: {w}" for name, w in warnings]
@@ -76,7 +111,11 @@ def build_comparison(metrics_files: list[str], names: list[str], output: str) ->
     """Read each experiment's metrics.json and write the comparison Markdown."""
     if len(metrics_files) != len(names):
         raise ValueError(f"{len(metrics_files)} metrics files for {len(names)} experiment names")
-    text = render_comparison(names, [read_json(f) for f in metrics_files])
+    metrics = [read_json(f) for f in metrics_files]
+    text = render_comparison(names, metrics)
     write_text(text, output)
+    for name, m in zip(names, metrics):
+        if not m["trained"]:
+            log.warning("experiment %s was not trained: %s", name, m["selection"]["reason"])
     log.info("comparison of %d experiments written to %s", len(names), output)
     return text

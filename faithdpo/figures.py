@@ -30,14 +30,15 @@ def rates_figure(rows: list[dict], path: str) -> None:
     """Grouped bars, base vs DPO, with the bootstrap interval of each rate as error bars.
 
     ``rows``: one dict per metric with ``label``, ``pct`` and ``base``/``dpo`` sub-dicts
-    holding ``value``, ``low``, ``high``.
+    holding ``value``, ``low``, ``high`` (no ``dpo`` when the experiment was not trained).
     """
     plt = _pyplot()
     groups = [[r for r in rows if r["pct"]], [r for r in rows if not r["pct"]]]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, group, ylabel in zip(axes, groups, ["share of summaries (%)", "hallucinated items per summary"]):
         scale = 100 if group and group[0]["pct"] else 1
-        for offset, side, color in ((-0.2, "base", BASE_COLOR), (0.2, "dpo", DPO_COLOR)):
+        sides = [(-0.2, "base", BASE_COLOR), (0.2, "dpo", DPO_COLOR)] if "dpo" in rows[0] else [(0, "base", BASE_COLOR)]
+        for offset, side, color in sides:
             values = [scale * r[side]["value"] for r in group]
             err = [[scale * (r[side]["value"] - r[side]["low"]) for r in group],
                    [scale * (r[side]["high"] - r[side]["value"]) for r in group]]
@@ -45,16 +46,23 @@ def rates_figure(rows: list[dict], path: str) -> None:
                    label="Base" if side == "base" else "Post-DPO")
         ax.set_xticks(range(len(group)), [textwrap.fill(r["label"], 20) for r in group], fontsize=8)
         ax.set_ylabel(ylabel)
-        top = max([scale * r[side]["high"] for r in group for side in ("base", "dpo")], default=1)
+        top = max([scale * r[side]["high"] for r in group for _, side, _ in sides], default=1)
         ax.set_ylim(0, 1.25 * top or 1)  # headroom for the legend
         ax.legend(loc="upper center", ncol=2)
     fig.suptitle("Hallucination on the validation sample (95% paired bootstrap intervals)")
     _save(fig, path)
 
 
-def training_figure(curves: pd.DataFrame, path: str) -> None:
-    """Loss, reward accuracy, reward margin and the chosen/rejected log-probabilities over steps."""
+def training_figure(curves: pd.DataFrame, path: str, note: str | None = None) -> None:
+    """Loss, reward accuracy, reward margin and the chosen/rejected log-probabilities over steps;
+    ``note`` instead of curves when there was no training."""
     plt = _pyplot()
+    if note:
+        fig, ax = plt.subplots(figsize=(10, 2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, note, ha="center", va="center", fontsize=12)
+        _save(fig, path)
+        return
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
     panels = [("loss", ["loss"]), ("reward accuracy", ["rewards/accuracies"]), ("reward margin", ["rewards/margins"]),
               ("log-probability", ["logps/chosen", "logps/rejected"])]

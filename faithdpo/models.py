@@ -68,8 +68,46 @@ def load_model(path: str, trust_remote_code: bool = False, quantization: str = "
     if quantization == "nf4":
         kwargs["quantization_config"] = nf4_config()
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if quantization == "nf4" and device() == "cpu":
+        check_nf4_shapes(model, path)
     model.eval()
     return model
+
+
+# bitsandbytes' 4-bit inference kernel for CPUs with AVX-512 BF16 repacks each weight in
+# blocks: it needs in_features divisible by the quantization block (64) and out_features by
+# 32, and fails deep inside bitsandbytes otherwise. Other CPUs and GPUs accept any size.
+NF4_CPU_IN_MULTIPLE, NF4_CPU_OUT_MULTIPLE = 64, 32
+
+
+def nf4_shape_problems(linear_shapes: dict[str, tuple[int, int]]) -> list[str]:
+    """The layers (name -> (out_features, in_features)) that 4-bit CPU inference cannot run."""
+    return [f"{name} ({out} x {inp})" for name, (out, inp) in linear_shapes.items()
+            if inp % NF4_CPU_IN_MULTIPLE or out % NF4_CPU_OUT_MULTIPLE]
+
+
+def qwen2_linear_shapes(hidden_size: int, intermediate_size: int, num_heads: int, num_kv_heads: int,
+                        **_) -> dict[str, tuple[int, int]]:
+    """(out, in) of each linear layer of a Qwen2 decoder block, as quantized to 4 bits."""
+    head_dim = hidden_size // num_heads
+    return {"q_proj": (hidden_size, hidden_size), "k_proj": (num_kv_heads * head_dim, hidden_size),
+            "v_proj": (num_kv_heads * head_dim, hidden_size), "o_proj": (hidden_size, hidden_size),
+            "gate_proj": (intermediate_size, hidden_size), "up_proj": (intermediate_size, hidden_size),
+            "down_proj": (hidden_size, intermediate_size)}
+
+
+def check_nf4_shapes(model, where: str) -> None:
+    """Refuse, with the layers named, a 4-bit model whose layer sizes the CPU kernel cannot run."""
+    shapes = {name: (m.out_features, m.in_features) for name, m in model.named_modules()
+              if type(m).__name__ == "Linear4bit"}
+    problems = nf4_shape_problems(shapes)
+    if problems:
+        raise ValueError(
+            f"{where}: 4-bit NF4 on the CPU needs every quantized layer's input size to be a multiple of "
+            f"{NF4_CPU_IN_MULTIPLE} and its output size a multiple of {NF4_CPU_OUT_MULTIPLE}; "
+            f"{len(problems)} layer(s) are not (first: {', '.join(problems[:3])}). Use quantization: none, "
+            "a GPU, or a model with such sizes (hidden_size and intermediate_size multiples of 64)."
+        )
 
 
 def nf4_config():
@@ -107,11 +145,23 @@ def download_model(output_dir: str, repo_id: str, revision: str | None) -> None:
 
 
 def _train_tokenizer(texts: list[str], vocab_size: int):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    """A byte-level BPE trained on ``texts`` with Qwen2's own normalizer and pre-tokenizer.
+
+    ``from_pretrained`` loads a qwen2 model's tokenizer as ``Qwen2Tokenizer``, which
+    re-creates Qwen2's pre-tokenizer (digits one by one) whatever the saved file says. The
+    BPE is trained, and the model then trained, with that very pipeline, so that the model
+    sees the same tokens in training as every later step feeds it.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -121,6 +171,45 @@ def _train_tokenizer(texts: list[str], vocab_size: int):
     )
     tok.train_from_iterator(texts, trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS)
+
+
+ALPHABET = 12  # tokens per copy warm-up sequence
+
+
+def copy_warmup(model, vocab_size: int, steps: int, batch_size: int, learning_rate: float, seed: int,
+                length: int = 24) -> list[float]:
+    """Teach a fresh model to copy before it reads news: ``steps`` steps on random token
+    sequences shown twice, the loss on the repeat.
+
+    Real LMs learn to copy from the source (induction heads) over billions of tokens; a tiny
+    model trained for minutes on news learns it late or not at all, and without it cannot
+    tell the article's figures and names from invented ones. This task teaches the copying
+    in a few hundred steps, whatever the seed, and the news training builds on it.
+    """
+    import torch
+
+    if steps <= 0:
+        return []
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    losses = []
+    for _ in range(steps):
+        # Each sequence draws from its own small alphabet, so that a token recurs within it and
+        # the copy must follow two or more tokens of context, as a figure's digits do in news.
+        alphabets = torch.randint(1, vocab_size, (batch_size, ALPHABET), generator=generator)
+        picks = torch.randint(0, ALPHABET, (batch_size, length), generator=generator)
+        first = torch.gather(alphabets, 1, picks)
+        ids = torch.cat([first, first], dim=1)
+        labels = ids.clone()
+        labels[:, : length + 1] = -100  # the first copy is unpredictable; its repeat is not
+        loss = model(input_ids=ids, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    log.info("copy warm-up: %d steps, loss %.3f -> %.3f", steps, losses[0], sum(losses[-10:]) / 10)
+    return losses
 
 
 def build_tiny_model(
@@ -134,19 +223,22 @@ def build_tiny_model(
     num_heads: int = 4,
     num_kv_heads: int = 2,
     intermediate_size: int = 192,
-    epochs: int = 30,
+    epochs: int = 8,
     batch_size: int = 16,
     learning_rate: float = 5e-3,
     max_length: int = 512,
+    copy_warmup_steps: int = 600,
 ) -> dict:
     """Build the demo's tiny Qwen2: BPE tokenizer and random weights, briefly trained.
 
-    Training on "prompt + highlights" of a synthetic corpus (disjoint from the train
-    and validation samples) gives summaries that read like news with real entities
-    and numbers, some of them wrong: exactly what the experiment needs to measure.
-    Defaults match ``model.tiny`` in the config schema; about 30 epochs of 800 stories
-    is where this size of model starts to copy names from the article (the loss on
-    the summary drops from ~0.8 to ~0.1).
+    A copy warm-up (``copy_warmup``), then "prompt + highlights" of the synthetic pretrain
+    split (disjoint from the train and validation samples), the loss on the highlights
+    only. The model copies what the article states and, where the article leaves out a
+    place or a figure, invents one about as often as the pretrain highlights did
+    (corpus.PRETRAIN_EXTRINSIC): readable news summaries with hallucinations to remove.
+    Defaults match ``model.tiny`` in the config schema: 8 epochs of 6,000 stories, about
+    2.5 minutes on 2 cores; the loss on the highlights falls to ~0.08, the floor that the
+    invented details leave.
     """
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -178,6 +270,8 @@ def build_tiny_model(
         summary = tokenizer(" " + highlights + EOS, add_special_tokens=False)["input_ids"]
         ids = (prompt + summary)[:max_length]
         examples.append((ids, len(prompt)))
+    model.train()
+    warmup_losses = copy_warmup(model, len(tokenizer), copy_warmup_steps, batch_size, learning_rate, seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
     steps = epochs * math.ceil(len(examples) / batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps)

@@ -23,7 +23,7 @@ import unicodedata
 
 import pandas as pd
 
-from faithdpo.io import read_parquet, write_parquet
+from faithdpo.io import read_parquet, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -198,11 +198,44 @@ def count_tokens(texts: pd.Series, tokenizer) -> pd.Series:
     return pd.Series([len(x) for x in ids], index=texts.index, dtype="int64")
 
 
-def select_pairs(scores: str, prompts: str, data: str, model_dir: str, output: str,
+def articles_without_pair(strategy: str, scores: pd.DataFrame, paired_ids) -> dict[str, int]:
+    """Why the strategy made no pair for an article, counted per reason."""
+    lost = scores[~scores["id"].isin(set(paired_ids))]
+    if lost.empty:
+        return {}
+    best, worst = lost.groupby("id")["badness"].min(), lost.groupby("id")["badness"].max()
+    if strategy == "best_vs_worst":
+        return {"no badness-0 candidate": int((best > 0).sum()),
+                "no candidate with a hallucination": int((worst == 0).sum())}
+    if strategy == "minimal_swap":
+        return {"no span with an unsupported replacement (or no clean chosen text)": int(lost["id"].nunique())}
+    return {"no candidate": int(lost["id"].nunique())}
+
+
+def selection_summary(strategy: str, n_articles: int, built: int, without_pair: dict[str, int],
+                      dropped: dict[str, int], n_pairs: int, min_pairs: int) -> dict:
+    """What became of the train articles on the way to pairs, and whether there are enough to train.
+
+    An experiment below ``min_pairs`` is an outcome, not a failure: the workflow skips its
+    training and the report says why from these counts.
+    """
+    summary = {"strategy": strategy, "articles": n_articles, "built": built, "without_pair": without_pair,
+               "dropped": dropped, "pairs": n_pairs, "min_pairs": min_pairs, "trained": n_pairs >= min_pairs}
+    if not summary["trained"]:
+        reasons = [f"{count} article(s): {why}" for why, count in without_pair.items() if count]
+        reasons += [f"{count} pair(s) dropped: {name.replace('_', ' ')}" for name, count in dropped.items() if count]
+        summary["reason"] = (f"{n_pairs} pair(s), fewer than pairs.min_pairs = {min_pairs}; from {n_articles} "
+                             f"train articles, strategy {strategy} made {built} pair(s)"
+                             + (f" ({'; '.join(reasons)})" if reasons else ""))
+    return summary
+
+
+def select_pairs(scores: str, prompts: str, data: str, model_dir: str, output: str, selection: str,
                  strategy: str = "highlights_vs_worst", chosen_from: str = "highlights", min_margin: int = 1,
-                 max_length_diff: float | None = None, dedupe: bool = True, scoring: dict | None = None,
-                 seed: int = 0) -> pd.DataFrame:
-    """Read the candidate scores, write the DPO dataset (prompt/chosen/rejected) as parquet.
+                 max_length_diff: float | None = None, dedupe: bool = True, min_pairs: int = 1,
+                 scoring: dict | None = None, seed: int = 0) -> pd.DataFrame:
+    """Read the candidate scores, write the DPO dataset (prompt/chosen/rejected) as parquet,
+    and the selection summary (JSON) that decides whether the experiment trains.
 
     The token lengths of both sides are stored too: the report uses them to show how far
     length alone could separate the pairs.
@@ -222,9 +255,14 @@ def select_pairs(scores: str, prompts: str, data: str, model_dir: str, output: s
     pairs["chosen_tokens"] = count_tokens(pairs["chosen"], tokenizer)
     pairs["rejected_tokens"] = count_tokens(pairs["rejected"], tokenizer)
     built = len(pairs)
+    without = articles_without_pair(strategy, score_df, pairs["id"])
     pairs, dropped = filter_pairs(pairs, min_margin, max_length_diff, dedupe)
     n_articles = score_df["id"].nunique()
-    log.info("%s: %d pairs from %d articles (%d articles without a pair; filters dropped %s)",
-             strategy, len(pairs), n_articles, n_articles - built, dropped)
+    summary = selection_summary(strategy, n_articles, built, without, dropped, len(pairs), min_pairs)
+    log.info("%s: %d pairs from %d articles (without a pair: %s; filters dropped %s)",
+             strategy, len(pairs), n_articles, without, dropped)
+    if not summary["trained"]:
+        log.warning("not training this experiment: %s", summary["reason"])
     write_parquet(pairs, output)
+    write_json(summary, selection)
     return pairs

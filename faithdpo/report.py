@@ -22,7 +22,7 @@ from faithdpo.diagnostics import pair_confounds, training_curves, training_warni
 from faithdpo.figures import pair_lengths_figure, rates_figure, training_figure
 from faithdpo.io import read_json, read_parquet, write_json, write_text
 from faithdpo.quality import quality_table, words
-from faithdpo.stats import mcnemar, paired_bootstrap, verdict
+from faithdpo.stats import mcnemar, mcnemar_mde, mean_interval, paired_bootstrap, verdict
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +61,19 @@ def compare(paired: pd.DataFrame, alpha: float = 0.05, resamples: int = 2000, se
     for label, key, value_of, pct in METRICS:
         base, dpo = value_of(base_side).to_numpy(dtype=float), value_of(dpo_side).to_numpy(dtype=float)
         ci = paired_bootstrap(base, dpo, confidence=1 - alpha, resamples=resamples, seed=seed)
+        extra = {}
         if pct:
             test = mcnemar(base.astype(bool), dpo.astype(bool))
             name = "McNemar (exact)" if test["exact"] else "McNemar (chi-square)"
             p_value = test["p_value"]
+            discordant = test["b"] + test["c"]
+            extra = {"discordant": discordant, "mde": mcnemar_mde(len(base), discordant, alpha)}
         else:
             name = "Wilcoxon signed-rank"
             p_value = float(wilcoxon(dpo, base).pvalue) if np.any(dpo != base) else 1.0
         delta = float(dpo.mean() - base.mean())
         rows.append({
-            "label": label, "key": key, "pct": pct, "test": name, "p_value": p_value,
+            "label": label, "key": key, "pct": pct, "test": name, "p_value": p_value, **extra,
             "base": {"value": float(base.mean()), "low": ci["base"].low, "high": ci["base"].high},
             "dpo": {"value": float(dpo.mean()), "low": ci["dpo"].low, "high": ci["dpo"].high},
             "delta": {"value": delta, "low": ci["delta"].low, "high": ci["delta"].high},
@@ -79,11 +82,35 @@ def compare(paired: pd.DataFrame, alpha: float = 0.05, resamples: int = 2000, se
     return rows
 
 
-def quality(paired: pd.DataFrame, highlights: pd.Series) -> dict:
+def base_only(scores: pd.DataFrame, alpha: float = 0.05, resamples: int = 2000, seed: int = 0) -> list[dict]:
+    """Each metric of the base model alone, with its interval: the report of an experiment not trained."""
+    rows = []
+    for label, key, value_of, pct in METRICS:
+        values = value_of(scores).to_numpy(dtype=float)
+        ci = mean_interval(values, 1 - alpha, resamples, seed)
+        rows.append({"label": label, "key": key, "pct": pct,
+                     "base": {"value": float(values.mean()), "low": ci.low, "high": ci.high}})
+    return rows
+
+
+def mde_text(row: dict) -> str:
+    """What a paired rate test could have seen: "no change larger than X pp" at 80% power."""
+    if row.get("mde") is None:
+        return "no summary changed" if not row.get("discordant") else "too few changed summaries to detect any change"
+    return f"no change larger than {100 * row['mde']:.1f} pp (80% power)"
+
+
+def verdict_text(row: dict) -> str:
+    if row["verdict"] == "no significant change" and row["pct"]:
+        return f"no significant change: {mde_text(row)}"
+    return row["verdict"]
+
+
+def quality(summaries: dict[str, pd.Series], highlights: pd.Series) -> dict:
     """Mean ROUGE-1/2/L against the highlights, mean words, and the empty/degenerate shares per model."""
     out = {}
-    for side in ("base", "dpo"):
-        table = quality_table(paired[f"summary_{side}"], highlights)
+    for side, texts in summaries.items():
+        table = quality_table(texts, highlights)
         out[side] = {**{k: float(table[k].mean()) for k in ("rouge1", "rouge2", "rougeL", "words")},
                      "empty": float(table["empty"].mean()), "degenerate": float(table["degenerate"].mean())}
     out["highlights_words"] = float(highlights.fillna("").map(lambda text: len(words(text))).mean())
@@ -156,52 +183,113 @@ def _quote(text: str) -> str:
     return "> " + (text.replace("\n", " ").strip() or "(empty)")
 
 
-def render(metrics: dict, config: dict, links: dict[str, str], figures: dict[str, str], shown: dict) -> str:
-    alpha, n = metrics["alpha"], metrics["n_validation"]
-    conf = f"{100 * (1 - alpha):.0f}%"
-    lines = [
-        "# faithdpo report",
-        "",
-        f"Experiment `{config.get('experiment', 'main')}`: base model `{config.get('model', {}).get('name', '?')}`, "
-        f"DPO on {metrics['pairs']['pairs']} preference pairs (strategy "
-        f"`{config.get('pairs', {}).get('strategy', 'highlights_vs_worst')}`), evaluated on {n} validation "
-        "summaries per model (greedy decoding).",
-        "",
-    ]
-    lines += [f"- **{r['label']}**: {r['verdict']} ({fmt_delta(r['delta'], r['pct'])}, p = {r['p_value']:.3g})"
-              for r in metrics["comparison"]]
-    lines += [
-        "",
-        "## Hallucination on the validation sample",
-        "",
-        f"| Metric | Base | Post-DPO | Delta | p | Verdict (alpha {alpha:g}) |",
-        "|---|---:|---:|---:|---:|---|",
-    ]
+def selection_section(sel: dict) -> list[str]:
+    """From train articles to pairs: what the strategy could not pair and what each filter dropped."""
+    lines = ["| Step | Articles or pairs |", "|---|---:|", f"| Train articles with candidates | {sel['articles']} |"]
+    lines += [f"| No pair: {why} | {count} |" for why, count in sel["without_pair"].items()]
+    lines += [f"| Pairs made by `{sel['strategy']}` | {sel['built']} |"]
+    lines += [f"| Dropped: {name.replace('_', ' ')} | {count} |" for name, count in sel["dropped"].items()]
+    lines += [f"| Pairs kept (`pairs.min_pairs` = {sel['min_pairs']}) | {sel['pairs']} |", ""]
+    return lines
+
+
+def rates_section(metrics: dict) -> list[str]:
+    """The hallucination table: base vs DPO with deltas, tests and verdicts, or the base model alone."""
+    alpha = metrics["alpha"]
+    if not metrics["trained"]:
+        lines = ["| Metric | Base |", "|---|---:|"]
+        lines += [f"| {r['label']} | {fmt_value(r['base'], r['pct'])} |" for r in metrics["comparison"]]
+        return lines + ["", f"Brackets: {100 * (1 - alpha):.0f}% bootstrap intervals ({metrics['resamples']} "
+                        "resamples of the validation articles). No DPO model: nothing to compare.", ""]
+    lines = [f"| Metric | Base | Post-DPO | Delta | p | Verdict (alpha {alpha:g}) |", "|---|---:|---:|---:|---:|---|"]
     for r in metrics["comparison"]:
         lines.append(f"| {r['label']} | {fmt_value(r['base'], r['pct'])} | {fmt_value(r['dpo'], r['pct'])} | "
-                     f"{fmt_delta(r['delta'], r['pct'])} | {r['p_value']:.3g} | {r['verdict']} |")
+                     f"{fmt_delta(r['delta'], r['pct'])} | {r['p_value']:.3g} | {verdict_text(r)} |")
+    return lines + [
+        "",
+        f"Brackets: {100 * (1 - alpha):.0f}% paired bootstrap intervals ({metrics['resamples']} resamples of the "
+        "validation articles, both models resampled together). Rates are the share of summaries with at least one "
+        "hallucinated entity (number), tested with McNemar's test (exact when fewer than 25 articles differ); the "
+        "per-summary rows count distinct hallucinated items, tested with the Wilcoxon signed-rank test. \"no change "
+        "larger than X pp\": the smallest change in the rate that McNemar's test would detect with 80% power at this "
+        "alpha and sample size, given the share of articles whose outcome differs between the two models (Connor's "
+        "normal approximation).",
+        "",
+    ]
+
+
+def training_section(metrics: dict, figures: dict[str, str]) -> list[str]:
+    p, t = metrics["pairs"], metrics["training"]
+    lines = ["## DPO training", "", "| Quantity | Value |", "|---|---:|", f"| Preference pairs | {p['pairs']} |"]
+    if t.get("steps"):
+        lines += [
+            f"| Optimizer steps | {t['steps']} |",
+            f"| DPO training loss (final) | {t['final_loss']:.4f} |",
+            f"| Loss drop from first logged step | {t['loss_drop_pct']:.1f}% |",
+            f"| Reward accuracy (final) | {100 * (t['reward_accuracy'] or 0):.1f}% |",
+            f"| Reward margin (final) | {t['reward_margin'] or 0:.4f} |",
+        ]
+    lines += [""] + [f"**Warning:** {w}" for w in metrics["training_warnings"]]
+    return lines + [
+        "",
+        "Loss and reward accuracy measure how well the policy separates chosen from rejected, not "
+        "faithfulness: judge the run by the hallucination table above.",
+        "",
+        f"![Training curves]({figures['training']})",
+        "",
+    ]
+
+
+def examples_section(shown: dict) -> list[str]:
+    lines = ["## Examples", "", "Hallucinated spans in **bold**.", ""]
+    for kind, title in (("removed", "DPO removed a hallucination"), ("introduced", "DPO introduced a hallucination")):
+        lines += [f"### {title}", ""]
+        if not shown[kind]:
+            lines += ["None in this sample.", ""]
+        for e in shown[kind]:
+            lines += [f"Article `{e['id']}` ({kind}: {', '.join(e['items'])}):", "",
+                      _quote(e["article"][:400] + ("..." if len(e["article"]) > 400 else "")), "",
+                      "- Base: " + e["base"].replace("\n", " "), "- Post-DPO: " + e["dpo"].replace("\n", " "), ""]
+    return lines
+
+
+def render(metrics: dict, config: dict, links: dict[str, str], figures: dict[str, str], shown: dict) -> str:
+    n, trained, sel = metrics["n_validation"], metrics["trained"], metrics["selection"]
+    strategy = config.get("pairs", {}).get("strategy", "highlights_vs_worst")
+    lines = ["# faithdpo report", ""]
+    if trained:
+        lines += [
+            f"Experiment `{config.get('experiment', 'main')}`: base model `{config.get('model', {}).get('name', '?')}`, "
+            f"DPO on {metrics['pairs']['pairs']} preference pairs (strategy `{strategy}`), evaluated on {n} "
+            "validation summaries per model (greedy decoding).",
+            "",
+        ]
+        lines += [f"- **{r['label']}**: {verdict_text(r)} ({fmt_delta(r['delta'], r['pct'])}, p = {r['p_value']:.3g})"
+                  for r in metrics["comparison"]]
+    else:
+        lines += [
+            f"Experiment `{config.get('experiment', 'main')}`: base model `{config.get('model', {}).get('name', '?')}`, "
+            f"strategy `{strategy}`. **Not trained**: {sel['reason']}. The base model's {n} validation summaries "
+            "are shown alone; lower `pairs.min_pairs`, loosen the filters or change the strategy to train it.",
+        ]
+    lines += ["", "## Hallucination on the validation sample", ""] + rates_section(metrics)
     lines += [
-        "",
-        f"Brackets: {conf} paired bootstrap intervals ({metrics['resamples']} resamples of the validation articles, "
-        "both models resampled together). Rates are the share of summaries with at least one hallucinated entity "
-        "(number), tested with McNemar's test (exact when fewer than 25 articles differ); the per-summary rows count "
-        "distinct hallucinated items, tested with the Wilcoxon signed-rank test.",
-        "",
         f"![Hallucination rates]({figures['rates']})",
         "",
         "## Summary quality",
         "",
-        "| | Base | Post-DPO |",
-        "|---|---:|---:|",
     ]
     q = metrics["quality"]
+    sides = [side for side in ("base", "dpo") if side in q]
+    lines += ["| | " + " | ".join({"base": "Base", "dpo": "Post-DPO"}[s] for s in sides) + " |",
+              "|---|" + "---:|" * len(sides)]
     for label, key, fmt in [("ROUGE-1 F1", "rouge1", "{:.3f}"), ("ROUGE-2 F1", "rouge2", "{:.3f}"),
-                            ("ROUGE-L F1", "rougeL", "{:.3f}"), ("Mean length (words)", "words", "{:.1f}")]:
-        lines.append(f"| {label} | {fmt.format(q['base'][key])} | {fmt.format(q['dpo'][key])} |")
+                            ("ROUGE-L F1", "rougeL", "{:.3f}"), ("Mean length (words)", "words", "{:.1f}"),
+                            ("Empty summaries", "empty", None),
+                            ("Degenerate summaries (a word trigram 3+ times)", "degenerate", None)]:
+        cells = [fmt.format(q[side][key]) if fmt else fmt_pct(q[side][key]) for side in sides]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += [
-        f"| Empty summaries | {fmt_pct(q['base']['empty'])} | {fmt_pct(q['dpo']['empty'])} |",
-        f"| Degenerate summaries (a word trigram 3+ times) | {fmt_pct(q['base']['degenerate'])} | "
-        f"{fmt_pct(q['dpo']['degenerate'])} |",
         "",
         f"ROUGE against the reference highlights (mean length {q['highlights_words']:.1f} words). Fewer "
         "hallucinations count only if quality holds.",
@@ -209,6 +297,7 @@ def render(metrics: dict, config: dict, links: dict[str, str], figures: dict[str
         "## Preference pairs",
         "",
     ]
+    lines += selection_section(sel)
     p = metrics["pairs"]
     if p["pairs"]:
         lines += [
@@ -225,41 +314,12 @@ def render(metrics: dict, config: dict, links: dict[str, str], figures: dict[str
             "",
         ]
     lines += [f"**Warning:** {w}" for w in p["warnings"]] + ([""] if p["warnings"] else [])
-    lines += [f"![Pair lengths]({figures['pair_lengths']})", "", "## DPO training", "",
-              "| Quantity | Value |", "|---|---:|", f"| Preference pairs | {p['pairs']} |"]
-    t = metrics["training"]
-    if t.get("steps"):
-        lines += [
-            f"| Optimizer steps | {t['steps']} |",
-            f"| DPO training loss (final) | {t['final_loss']:.4f} |",
-            f"| Loss drop from first logged step | {t['loss_drop_pct']:.1f}% |",
-            f"| Reward accuracy (final) | {100 * (t['reward_accuracy'] or 0):.1f}% |",
-            f"| Reward margin (final) | {t['reward_margin'] or 0:.4f} |",
-        ]
-    lines += [""] + [f"**Warning:** {w}" for w in metrics["training_warnings"]]
-    lines += [
-        "",
-        "Loss and reward accuracy measure how well the policy separates chosen from rejected, not "
-        "faithfulness: judge the run by the hallucination table above.",
-        "",
-        f"![Training curves]({figures['training']})",
-        "",
-    ]
+    lines += [f"![Pair lengths]({figures['pair_lengths']})", ""]
+    if trained:
+        lines += training_section(metrics, figures)
     lines += data_section(metrics["data"], config.get("prompt", {}).get("over_budget", "truncate"))
-    lines += [
-        "## Examples",
-        "",
-        "Hallucinated spans in **bold**.",
-        "",
-    ]
-    for kind, title in (("removed", "DPO removed a hallucination"), ("introduced", "DPO introduced a hallucination")):
-        lines += [f"### {title}", ""]
-        if not shown[kind]:
-            lines += ["None in this sample.", ""]
-        for e in shown[kind]:
-            lines += [f"Article `{e['id']}` ({kind}: {', '.join(e['items'])}):", "",
-                      _quote(e["article"][:400] + ("..." if len(e["article"]) > 400 else "")), "",
-                      "- Base: " + e["base"].replace("\n", " "), "- Post-DPO: " + e["dpo"].replace("\n", " "), ""]
+    if trained:
+        lines += examples_section(shown)
     lines += ["## Files", ""]
     lines += [f"- {name}: [{target}]({target})" for name, target in links.items()]
     lines += ["", "## Config", "", "```yaml", yaml.safe_dump(config, sort_keys=True).rstrip(), "```", ""]
@@ -305,46 +365,65 @@ def data_section(checks: dict, over_budget: str) -> list[str]:
 
 
 def build_report(
-    scores_base: str, scores_dpo: str, data: str, pairs: str, log_history: str, output: str, metrics_out: str,
-    figures_dir: str, config: dict, data_stats: list[str], prompts: list[str], alpha: float = 0.05,
-    resamples: int = 2000, n_examples: int = 3, seed: int = 0,
+    scores_base: str, scores_dpo: str | None, data: str, pairs: str, log_history: str | None, output: str,
+    metrics_out: str, figures_dir: str, config: dict, data_stats: list[str], prompts: list[str], selection: str,
+    alpha: float = 0.05, resamples: int = 2000, n_examples: int = 3, seed: int = 0,
 ) -> dict:
-    """Compute every number of the report from the artifacts; write report.md, metrics.json and the figures."""
-    paired = paired_scores(read_parquet(scores_base), read_parquet(scores_dpo))
+    """Compute every number of the report from the artifacts; write report.md, metrics.json and the figures.
+
+    ``scores_dpo`` and ``log_history`` are None when the experiment had too few pairs to
+    train (``selection`` says so and why): the report then shows the base model alone.
+    """
+    sel = read_json(selection)
+    trained = sel["trained"]
+    if trained != (scores_dpo is not None and log_history is not None):
+        raise ValueError(f"{selection} says trained={trained}, but the DPO scores and training log are "
+                         f"{'missing' if trained else 'given'}")
+    base_df = read_parquet(scores_base)
     data_df = read_parquet(data, ["id", "article", "highlights"])
-    highlights = paired[["id"]].merge(data_df, on="id", how="left")["highlights"]
     pairs_df = read_parquet(pairs, ["id", "chosen_tokens", "rejected_tokens", "chosen_badness", "rejected_badness"])
-    history = read_json(log_history)
+    if trained:
+        paired = paired_scores(base_df, read_parquet(scores_dpo))
+        summaries = {"base": paired["summary_base"], "dpo": paired["summary_dpo"]}
+        history = read_json(log_history)
+        comparison = compare(paired, alpha, resamples, seed)
+    else:
+        paired, history = base_df.rename(columns={"summary": "summary_base"}), []
+        summaries = {"base": paired["summary_base"]}
+        comparison = base_only(base_df, alpha, resamples, seed)
+    highlights = paired[["id"]].merge(data_df, on="id", how="left")["highlights"]
     curves = training_curves(history)
-    comparison = compare(paired, alpha, resamples, seed)
     metrics = {
         "experiment": config.get("experiment", "main"),
         "pairs_config": config.get("pairs", {}),
+        "trained": trained,
+        "selection": sel,
         "alpha": alpha,
         "resamples": resamples,
         "n_validation": len(paired),
         "comparison": comparison,
         # the seed's flat rates, kept for scripts that read metrics.json
         "base": {r["key"]: r["base"]["value"] for r in comparison},
-        "dpo": {r["key"]: r["dpo"]["value"] for r in comparison},
-        "quality": quality(paired, highlights),
+        "dpo": {r["key"]: r["dpo"]["value"] for r in comparison} if trained else None,
+        "quality": quality(summaries, highlights),
         "pairs": pair_confounds(pairs_df),
         "training": training_summary(history),
-        "training_warnings": training_warnings(curves),
+        "training_warnings": training_warnings(curves) if trained else [],
         "data": data_checks(data_stats, prompts),
     }
     here = Path(output).parent
     figures = {k: os.path.relpath(Path(figures_dir) / name, here) for k, name in FIGURES.items()}
     rates_figure(comparison, str(Path(figures_dir) / FIGURES["rates"]))
-    training_figure(curves, str(Path(figures_dir) / FIGURES["training"]))
+    training_figure(curves, str(Path(figures_dir) / FIGURES["training"]),
+                    note=None if trained else f"Not trained: {sel['pairs']} pair(s) < pairs.min_pairs")
     pair_lengths_figure(pairs_df, str(Path(figures_dir) / FIGURES["pair_lengths"]))
-    links = {
-        name: os.path.relpath(path, here)
-        for name, path in [("Base model scores", scores_base), ("DPO model scores", scores_dpo),
-                           ("Preference pairs", pairs), ("Training log history", log_history),
-                           ("Metrics (JSON)", metrics_out)]
-    }
+    files = [("Base model scores", scores_base), ("DPO model scores", scores_dpo), ("Preference pairs", pairs),
+             ("Pair selection", selection), ("Training log history", log_history), ("Metrics (JSON)", metrics_out)]
+    links = {name: os.path.relpath(path, here) for name, path in files if path is not None}
     write_json(metrics, metrics_out)
-    write_text(render(metrics, config, links, figures, examples(paired, data_df, n_examples)), output)
+    shown = examples(paired, data_df, n_examples) if trained else {}
+    write_text(render(metrics, config, links, figures, shown), output)
+    if not trained:
+        log.warning("experiment %s not trained: %s", metrics["experiment"], sel["reason"])
     log.info("report written to %s", output)
     return metrics

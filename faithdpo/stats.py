@@ -40,6 +40,11 @@ def _delta(base, dpo, axis=-1):
     return np.mean(dpo, axis=axis) - np.mean(base, axis=axis)
 
 
+def mean_interval(values, confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> Interval:
+    """Percentile bootstrap interval of one sample's mean (a model evaluated alone)."""
+    return _mean_ci((np.asarray(values, dtype=float),), _mean, confidence, resamples, seed)
+
+
 def paired_bootstrap(base, dpo, confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> dict[str, Interval]:
     """Percentile intervals of each model's mean and of the DPO - base delta, articles paired."""
     base, dpo = np.asarray(base, dtype=float), np.asarray(dpo, dtype=float)
@@ -76,3 +81,42 @@ def verdict(delta: float, significant: bool, lower_is_better: bool = True) -> st
     if not significant or delta == 0:
         return "no significant change"
     return "improved" if (delta < 0) == lower_is_better else "worse"
+
+
+def holm(p_values) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the input order (step-down, monotone, capped at 1).
+
+    A test is significant at family-wise level alpha when its adjusted p-value is below
+    alpha: the smallest p must pass alpha/m, the next alpha/(m-1), and so on.
+    """
+    p = np.asarray(p_values, dtype=float)
+    order = np.argsort(p, kind="stable")
+    m = len(p)
+    stepped = np.maximum.accumulate((m - np.arange(m)) * p[order]) if m else p
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(stepped, 1.0)
+    return adjusted.tolist()
+
+
+def mcnemar_mde(n: int, discordant: int, alpha: float = 0.05, power: float = 0.8) -> float | None:
+    """The smallest paired change in a rate that McNemar's test detects with ``power`` at ``alpha``.
+
+    ``n`` articles of which ``discordant`` changed outcome between the two models; the
+    change delta = p01 - p10 is then bounded by the discordant share psi. Connor's (1987)
+    normal approximation: n * delta^2 = (z_{1-alpha/2} sqrt(psi) + z_{power} sqrt(psi - delta^2))^2,
+    solved for delta. None when no change up to psi is detectable (too few discordant articles).
+    """
+    from scipy.optimize import brentq
+    from scipy.stats import norm
+
+    if n <= 0 or discordant <= 0:
+        return None
+    psi = discordant / n
+    z_a, z_b = norm.ppf(1 - alpha / 2), norm.ppf(power)
+
+    def gap(delta):
+        return delta * np.sqrt(n) - z_a * np.sqrt(psi) - z_b * np.sqrt(max(psi - delta**2, 0.0))
+
+    if gap(psi) < 0:
+        return None
+    return float(brentq(gap, 1e-12, psi))

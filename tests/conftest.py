@@ -15,14 +15,15 @@ TEMPLATE = "Summarize the following news article.\n\nArticle: {article}\n\nSumma
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> str:
-    """A small, briefly trained Qwen2 directory (safetensors + tokenizer)."""
+    """A small, briefly trained Qwen2 directory (safetensors + tokenizer). Its layer sizes are
+    multiples of 64 and 32, which bitsandbytes' 4-bit kernel needs on some CPUs (models.py)."""
     root = tmp_path_factory.mktemp("tiny")
     corpus = root / "pretrain.parquet"
     synthesize_split(str(corpus), "pretrain", 96, seed=0)
     model_dir = root / "model"
     build_tiny_model(
-        str(corpus), str(model_dir), TEMPLATE, seed=0, vocab_size=600, hidden_size=32, num_layers=1,
-        num_heads=2, num_kv_heads=1, intermediate_size=64, epochs=1, batch_size=16, max_length=384,
+        str(corpus), str(model_dir), TEMPLATE, seed=0, vocab_size=600, hidden_size=64, num_layers=1,
+        num_heads=2, num_kv_heads=1, intermediate_size=128, epochs=1, batch_size=16, max_length=384,
     )
     return str(model_dir)
 
@@ -57,6 +58,7 @@ def fixture_scores(ent, num, summaries):
 def report_dir(tmp_path):
     """A report built from small fixture files (test_report, test_comparison)."""
     from faithdpo.io import write_json, write_parquet
+    from faithdpo.pairs import selection_summary
     from faithdpo.report import build_report
 
     # base: every summary invents a place; DPO fixes 20 of them; numbers unchanged
@@ -79,8 +81,31 @@ def report_dir(tmp_path):
         prompts.append(str(tmp_path / f"{split}.prompts.parquet"))
         write_parquet(pd.DataFrame({"id": base["id"], "truncated": [True] * truncated + [False] * (REPORT_N - truncated)}),
                       prompts[-1])
+    write_json(selection_summary("highlights_vs_worst", 12, 11, {"no candidate": 1}, {"duplicate": 1}, 10, 8),
+               tmp_path / "selection.json")
     metrics = build_report(*(str(tmp_path / f"{n}.parquet") for n in ("base", "dpo", "data", "pairs")),
                            str(tmp_path / "history.json"), str(tmp_path / "report.md"), str(tmp_path / "m.json"),
                            str(tmp_path / "figures"), config={"model": {"name": "tiny"}}, data_stats=stats,
-                           prompts=prompts, n_examples=2)
+                           prompts=prompts, selection=str(tmp_path / "selection.json"), n_examples=2)
     return tmp_path, metrics
+
+
+@pytest.fixture
+def untrained_report_dir(report_dir):
+    """The same run, but its experiment had 3 pairs below pairs.min_pairs 8: no DPO model."""
+    from faithdpo.io import read_parquet, write_json, write_parquet
+    from faithdpo.pairs import selection_summary
+    from faithdpo.report import build_report
+
+    path, _ = report_dir
+    out = path / "untrained"
+    write_json(selection_summary("best_vs_worst", 30, 4, {"no badness-0 candidate": 25, "no candidate with a "
+                                 "hallucination": 1}, {"below_min_margin": 1}, 3, 8), path / "selection3.json")
+    write_parquet(read_parquet(path / "pairs.parquet").head(3), path / "pairs3.parquet")
+    stats = sorted(str(p) for p in path.glob("*.stats.json"))
+    prompts = sorted(str(p) for p in path.glob("*.prompts.parquet"))
+    metrics = build_report(str(path / "base.parquet"), None, str(path / "data.parquet"), str(path / "pairs3.parquet"),
+                           None, str(out / "report.md"), str(out / "m.json"), str(out / "figures"),
+                           config={"model": {"name": "tiny"}, "experiment": "bvw", "pairs": {"strategy": "best_vs_worst"}}, data_stats=stats,
+                           prompts=prompts, selection=str(path / "selection3.json"))
+    return out, metrics

@@ -1,4 +1,5 @@
 import pandas as pd
+import pytest
 
 from faithdpo.corpus import generate_corpus, synthesize_split
 
@@ -32,3 +33,19 @@ def test_synthesize_split_writes_parquet(tmp_path):
     out = tmp_path / "raw" / "train.parquet"
     synthesize_split(str(out), "train", 5, seed=0)
     pd.testing.assert_frame_equal(pd.read_parquet(out), generate_corpus(5, "train", seed=0))
+
+
+@pytest.mark.parametrize("split", ["validation", "dev"])
+def test_only_the_pretrain_highlights_invent_details(scorer, split):
+    """The tiny model learns to hallucinate from its pretrain split: there, a detail the article
+    leaves out is stated anyway in about OMIT_DETAIL x PRETRAIN_EXTRINSIC of the optional slots."""
+    from faithdpo.corpus import OMIT_DETAIL, PRETRAIN_EXTRINSIC
+
+    pretrain = generate_corpus(400, "pretrain", seed=0)
+    scored = scorer.score(pretrain.assign(summary=pretrain["highlights"], highlights=""))
+    invented = (scored["badness"] > 0).mean()
+    expected = 1 - (1 - OMIT_DETAIL * PRETRAIN_EXTRINSIC) ** 2  # two optional details a story
+    assert abs(invented - expected) < 0.08, invented
+    faithful = generate_corpus(200, split, seed=0)
+    scored = scorer.score(faithful.assign(summary=faithful["highlights"], highlights=""))
+    assert (scored["badness"] == 0).all()

@@ -27,3 +27,46 @@ def test_model_dir_without_safetensors_names_the_fix(tmp_path):
 
 def test_hub_model_dir():
     assert hub_model_dir("Qwen/Qwen2.5-1.5B") == "resources/models/Qwen--Qwen2.5-1.5B"
+
+
+def test_layer_sizes_that_4bit_cannot_run_on_some_cpus_are_named():
+    from faithdpo.models import nf4_shape_problems, qwen2_linear_shapes
+
+    assert nf4_shape_problems(qwen2_linear_shapes(64, 192, 4, 2)) == []  # the demo's sizes
+    assert nf4_shape_problems(qwen2_linear_shapes(32, 64, 2, 1)) == [
+        "q_proj (32 x 32)", "k_proj (16 x 32)", "v_proj (16 x 32)", "o_proj (32 x 32)", "gate_proj (64 x 32)",
+        "up_proj (64 x 32)"]
+
+
+def test_4bit_loading_refuses_such_a_model_on_every_cpu(tmp_path):
+    """bitsandbytes fails on hidden size 32 only on AVX-512 BF16 CPUs, deep in its kernel; we refuse
+    it on every CPU with the layers named, so the same config behaves the same everywhere."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1)
+    Qwen2ForCausalLM(config).save_pretrained(tmp_path, safe_serialization=True)
+    with pytest.raises(ValueError, match=r"4-bit NF4 on the CPU needs .* multiple of 64 .*first: model.layers.0"):
+        load_model(str(tmp_path), quantization="nf4")
+    assert load_model(str(tmp_path)).config.hidden_size == 32  # unquantized: fine
+
+
+def test_tiny_tokenizer_encodes_as_it_is_loaded(tmp_path):
+    """transformers loads a qwen2 model's tokenizer as Qwen2Tokenizer, which splits digits one by
+    one whatever the saved file says. The tiny model once trained on whole numbers ("28") and was
+    then fed digits ("2", "8"): it could not copy a single figure. Train and load must agree."""
+    from transformers import Qwen2Config
+
+    from faithdpo.corpus import generate_corpus
+    from faithdpo.models import _train_tokenizer
+
+    corpus = generate_corpus(200, "pretrain", seed=0)
+    texts = list(corpus["article"]) + list(corpus["highlights"])
+    trained = _train_tokenizer(texts, 600)
+    trained.save_pretrained(tmp_path)
+    Qwen2Config(vocab_size=len(trained)).save_pretrained(tmp_path)
+    loaded = load_tokenizer(str(tmp_path))
+    assert type(loaded).__name__ == "Qwen2Tokenizer"
+    for text in texts[:50] + [" At least 28 dead, $2.4bn in aid, 350 votes ."]:
+        assert trained(text)["input_ids"] == loaded(text, add_special_tokens=False)["input_ids"], text
+    assert loaded.tokenize(" 350 votes") == ["Ġ", "3", "5", "0", "Ġvotes"]  # digits one by one, as Qwen2.5

@@ -153,9 +153,38 @@ def test_select_pairs_stores_token_lengths(tiny_model_dir, tmp_path):
     for name, frame in (("scores", scores), ("prompts", prompts), ("data", data)):
         paths[name] = str(tmp_path / f"{name}.parquet")
         write_parquet(frame, paths[name])
-    pairs = select_pairs(paths["scores"], paths["prompts"], paths["data"], tiny_model_dir, str(tmp_path / "p.parquet"))
+    pairs = select_pairs(paths["scores"], paths["prompts"], paths["data"], tiny_model_dir, str(tmp_path / "p.parquet"),
+                         str(tmp_path / "selection.json"))
     tokenizer = load_tokenizer(tiny_model_dir)
     assert list(pairs["rejected_tokens"]) == [len(tokenizer(t, add_special_tokens=False)["input_ids"])
                                               for t in pairs["rejected"]]
     assert (pairs["chosen_tokens"] > 0).all()
     assert pd.read_parquet(tmp_path / "p.parquet").equals(pairs)
+
+
+def test_the_selection_says_what_each_step_dropped_and_whether_to_train(tiny_model_dir, tmp_path):
+    """x has no clean candidate, y no hallucinating one, z no clean one: best_vs_worst pairs none."""
+    import json
+
+    from faithdpo.io import write_parquet
+    from faithdpo.pairs import select_pairs
+
+    paths = {}
+    for name, frame in zip(("scores", "prompts", "data"), frames()):
+        paths[name] = str(tmp_path / f"{name}.parquet")
+        write_parquet(frame, paths[name])
+    args = [paths["scores"], paths["prompts"], paths["data"], tiny_model_dir, str(tmp_path / "p.parquet"),
+            str(tmp_path / "s.json")]
+    select_pairs(*args, strategy="highlights_vs_worst", min_pairs=2)
+    selection = json.loads((tmp_path / "s.json").read_text())
+    assert selection == {"strategy": "highlights_vs_worst", "articles": 3, "built": 3, "without_pair": {},
+                         "dropped": {"below_min_margin": 1, "duplicate": 0}, "pairs": 2, "min_pairs": 2,
+                         "trained": True}
+    select_pairs(*args, strategy="best_vs_worst", min_pairs=2)
+    selection = json.loads((tmp_path / "s.json").read_text())
+    assert selection["without_pair"] == {"no badness-0 candidate": 2, "no candidate with a hallucination": 1}
+    assert selection["trained"] is False and selection["pairs"] == 0
+    assert selection["reason"] == ("0 pair(s), fewer than pairs.min_pairs = 2; from 3 train articles, strategy "
+                                   "best_vs_worst made 0 pair(s) (2 article(s): no badness-0 candidate; 1 article(s): "
+                                   "no candidate with a hallucination)")
+    assert pd.read_parquet(tmp_path / "p.parquet").empty  # written all the same: the checkpoint's output

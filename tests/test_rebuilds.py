@@ -105,3 +105,20 @@ def test_changed_pairs_retrain_and_regenerate(run_copy):
                                                            "min_margin": int(margin.max())}}}}
     done = snakemake(run_copy, "--cores", "2", *with_config(run_copy, override))
     assert jobs_in(done.stdout + done.stderr) == dpo_steps(XDIRS[2]) | {"comparison"}
+
+
+def test_an_experiment_below_min_pairs_is_reported_and_the_run_completes(run_copy):
+    """Too few pairs is an outcome: no training is scheduled for that experiment, its report and
+    the comparison say why, the log warns, every other experiment stands, and the run exits 0."""
+    override = {"experiments": {"minimal_swap": {"pairs": {"strategy": "minimal_swap", "min_pairs": 10_000}}}}
+    done = snakemake(run_copy, "--cores", "2", *with_config(run_copy, override))
+    assert jobs_in(done.stdout + done.stderr) == {f"select_pairs[xdir={XDIRS[2]}]", f"report[xdir={XDIRS[2]}]",
+                                                  "comparison"}
+    folder = run_copy / XDIRS[2]
+    report = (folder / "report.md").read_text()
+    assert "**Not trained**" in report and "fewer than pairs.min_pairs = 10000" in report
+    comparison = (run_copy / MAIN / "comparison.md").read_text()
+    row = next(line for line in comparison.splitlines() if line.startswith("| DPO: `minimal_swap`"))
+    assert "**not trained**: " in row
+    assert "not training this experiment" in (folder / "logs" / "select_pairs.log").read_text()
+    assert "| DPO: `best_vs_worst` |" in comparison and "**not trained**" not in comparison.split("minimal_swap")[0]

@@ -72,3 +72,31 @@ def test_mismatched_evaluations_are_refused(tmp_path):
 
     with pytest.raises(ValueError, match="same validation articles"):
         paired_scores(pd.DataFrame({"id": ["a", "b"]}), pd.DataFrame({"id": ["a", "c"]}))
+
+
+def test_no_significant_change_says_what_the_test_could_have_seen(report_dir):
+    """The number rate did not move: the verdict names the change it could not have missed, or
+    says that no summary changed; the entity rate's 20 discordant articles give a real bound."""
+    path, metrics = report_dir
+    rows = {r["key"]: r for r in metrics["comparison"]}
+    assert rows["number_rate"]["discordant"] == 0 and rows["number_rate"]["mde"] is None
+    assert rows["entity_rate"]["discordant"] == 20
+    assert 0 < rows["entity_rate"]["mde"] <= 20 / 30
+    report = (path / "report.md").read_text()
+    assert "| 1 | no significant change: no summary changed |" in report
+    assert "smallest change in the rate that McNemar's test would detect with 80% power" in report
+
+
+def test_an_experiment_without_enough_pairs_reports_why_and_the_base_alone(untrained_report_dir):
+    out, metrics = untrained_report_dir
+    assert metrics["trained"] is False and metrics["dpo"] is None
+    assert metrics["comparison"][0]["base"]["value"] == 1.0 and "dpo" not in metrics["comparison"][0]
+    report = (out / "report.md").read_text()
+    assert "**Not trained**: 3 pair(s), fewer than pairs.min_pairs = 8" in report
+    assert "| No pair: no badness-0 candidate | 25 |" in report
+    assert "| Dropped: below min margin | 1 |" in report
+    assert "| Pairs kept (`pairs.min_pairs` = 8) | 3 |" in report
+    assert "| Entity Hallucination Rate | 100.0% [100.0, 100.0] |" in report
+    assert "## DPO training" not in report and "## Examples" not in report and "Post-DPO" not in report
+    for name in ("rates", "training", "pair_lengths"):
+        assert matplotlib.image.imread(out / "figures" / f"{name}.png")[..., :3].std() > 0.01

@@ -10,7 +10,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = ["--configfile", "config/demo.yaml"]
-WORKFLOW_FILES = ["Snakefile", "workflow", "config", "faithdpo", "profiles", "envs"]
+WORKFLOW_FILES = ["Snakefile", "workflow", "config", "faithdpo", "profiles", "envs", "demo"]
 
 
 def copy_workflow(dest: Path) -> Path:
@@ -48,3 +48,20 @@ def jobs_in(out: str) -> set[str]:
         wildcards = re.search(r"^    wildcards: (.+)$", block, flags=re.MULTILINE)
         jobs.add(f"{head.group(1)}[{wildcards.group(1)}]" if wildcards else head.group(1))
     return jobs
+
+
+def demo_config() -> dict:
+    """config/config.yaml overridden by config/demo.yaml, schema defaults filled: what the demo runs with."""
+    import yaml
+    from snakemake.utils import validate
+
+    def merge(base: dict, over: dict) -> dict:
+        out = dict(base)
+        for key, value in over.items():
+            out[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        return out
+
+    cfg = merge(yaml.safe_load((REPO / "config/config.yaml").read_text()),
+                yaml.safe_load((REPO / "config/demo.yaml").read_text()))
+    validate(cfg, str(REPO / "workflow/schemas/config.schema.yaml"), set_default=True)
+    return cfg

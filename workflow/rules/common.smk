@@ -1,5 +1,6 @@
 # Shared helpers: output locations, input functions, config checks that the schema
 # cannot express, and the package modules each rule depends on.
+import json
 import os
 import re
 
@@ -72,6 +73,16 @@ def check_config(cfg):
             raise ValueError(
                 f"experiments.{name}: {key} = {error.instance!r}: {error.message}"
             )
+    if cfg["model"]["source"] == "tiny" and cfg["generation"]["quantization"] == "nf4":
+        problems = models.nf4_shape_problems(
+            models.qwen2_linear_shapes(**cfg["model"]["tiny"])
+        )
+        if problems:
+            raise ValueError(
+                f"generation.quantization is nf4 but model.tiny's layers {', '.join(problems)} cannot "
+                "run in 4 bits on CPUs with AVX-512 BF16: make model.tiny.hidden_size and "
+                "intermediate_size multiples of 64 (and kv heads x head size a multiple of 32)."
+            )
     if cfg["model"]["source"] == "local":
         if not cfg["model"]["path"]:
             raise ValueError("model.source is 'local' but model.path is not set")
@@ -120,7 +131,24 @@ def prompts_of(split):
 
 def preference_pairs(wildcards):
     """An experiment's pairs, read through the checkpoint: unchanged pairs do not retrain."""
-    return checkpoints.select_pairs.get(xdir=wildcards.xdir).output[0]
+    return checkpoints.select_pairs.get(xdir=wildcards.xdir).output.pairs
+
+
+def pair_selection(wildcards):
+    """An experiment's selection summary (see pairs.selection_summary), through the checkpoint."""
+    return checkpoints.select_pairs.get(xdir=wildcards.xdir).output.selection
+
+
+def if_trained(path):
+    """``path`` for an experiment with enough pairs to train, else no input: an experiment
+    below pairs.min_pairs is reported as not trained and never asks for a DPO model."""
+
+    def inputs(wildcards):
+        with open(pair_selection(wildcards)) as f:
+            trained = json.load(f)["trained"]
+        return path.format(xdir=wildcards.xdir) if trained else []
+
+    return inputs
 
 
 def hub_model_dir():

@@ -35,6 +35,12 @@ if config["data"]["source"] == "synthetic":
         threads: 1
         params:
             n=lambda wc: config["data"]["synthetic"][wc.corpus_split],
+            # the stream of stories; validation can come from the held-apart dev stream
+            split=lambda wc: (
+                config["data"]["synthetic"]["validation_stream"]
+                if wc.corpus_split == "validation"
+                else wc.corpus_split
+            ),
             seed=config["seed"],
         script:
             "../scripts/synthesize_corpus.py"

@@ -9,7 +9,9 @@ checkpoint select_pairs:
         model=base_model_dir(),
         modules=package_modules("pairs"),
     output:
-        "{xdir}/pairs/train.parquet",
+        pairs="{xdir}/pairs/train.parquet",
+        # what the strategy and each filter dropped, and whether there are pairs.min_pairs
+        selection="{xdir}/pairs/selection.json",
     log:
         "{xdir}/logs/select_pairs.log",
     conda:

@@ -6,10 +6,11 @@
 rule report:
     input:
         scores_base=f"{OUT}/scores/eval_base.parquet",
-        scores_dpo="{xdir}/scores/eval_dpo.parquet",
+        scores_dpo=if_trained("{xdir}/scores/eval_dpo.parquet"),
         data=f"{OUT}/data/validation.parquet",
         pairs=preference_pairs,
-        log_history="{xdir}/models/dpo/log_history.json",
+        selection=pair_selection,
+        log_history=if_trained("{xdir}/models/dpo/log_history.json"),
         data_stats=expand(f"{OUT}/data/{{split}}.stats.json", split=SPLITS),
         prompts=expand(f"{OUT}/prompts/{{split}}.parquet", split=SPLITS),
         modules=package_modules("report"),

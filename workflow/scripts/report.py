@@ -6,16 +6,18 @@ from faithdpo.logs import setup_logging
 from faithdpo.report import build_report
 
 setup_logging(snakemake.log[0])
+# An experiment below pairs.min_pairs has no DPO inputs (see if_trained in common.smk).
 build_report(
     snakemake.input.scores_base,
-    snakemake.input.scores_dpo,
+    snakemake.input.scores_dpo or None,
     snakemake.input.data,
     snakemake.input.pairs,
-    snakemake.input.log_history,
+    snakemake.input.log_history or None,
     snakemake.output.report,
     snakemake.output.metrics,
     str(Path(snakemake.output.rates).parent),
     data_stats=list(snakemake.input.data_stats),
     prompts=list(snakemake.input.prompts),
+    selection=snakemake.input.selection,
     **snakemake.params,
 )

@@ -9,6 +9,7 @@ select_pairs(
     snakemake.input.prompts,
     snakemake.input.data,
     snakemake.input.model,
-    snakemake.output[0],
+    snakemake.output.pairs,
+    snakemake.output.selection,
     **snakemake.params.pairs,
 )

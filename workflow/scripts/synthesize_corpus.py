@@ -4,4 +4,4 @@ from faithdpo.corpus import synthesize_split
 from faithdpo.logs import setup_logging
 
 setup_logging(snakemake.log[0])
-synthesize_split(snakemake.output[0], snakemake.wildcards.corpus_split, **snakemake.params)
+synthesize_split(snakemake.output[0], **snakemake.params)
