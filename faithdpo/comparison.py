@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from faithdpo.io import read_json, write_text
-from faithdpo.report import fmt_delta, fmt_pct, fmt_value
+from faithdpo.report import fmt_delta, fmt_pct, fmt_value, mde_text
 from faithdpo.stats import holm, mcnemar_mde, verdict
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,7 @@ def _dpo_cell(row: dict, test: dict) -> str:
     cell = fmt_value(row["dpo"], True) + f"<br>{fmt_delta(row['delta'], True)}, Holm p = {test['p_holm']:.3g}: "
     if test["verdict"] != "no significant change":
         return cell + f"**{test['verdict']}**"
-    if test["mde"] is None:
-        return cell + ("no summary changed" if not test["discordant"] else "too few changed summaries to see a change")
-    return cell + f"no change larger than {100 * test['mde']:.1f} pp"
+    return cell + mde_text(test["mde"], test["discordant"])
 
 
 def render_comparison(names: list[str], metrics: list[dict]) -> str:

@@ -93,16 +93,16 @@ def base_only(scores: pd.DataFrame, alpha: float = 0.05, resamples: int = 2000, 
     return rows
 
 
-def mde_text(row: dict) -> str:
-    """What a paired rate test could have seen: "no change larger than X pp" at 80% power."""
-    if row.get("mde") is None:
-        return "no summary changed" if not row.get("discordant") else "too few changed summaries to detect any change"
-    return f"no change larger than {100 * row['mde']:.1f} pp (80% power)"
+def mde_text(mde: float | None, discordant: int) -> str:
+    """What a paired rate test could have seen: "no change larger than X pp" (80% power)."""
+    if mde is None:
+        return "no summary changed" if not discordant else "too few changed summaries to see a change"
+    return f"no change larger than {100 * mde:.1f} pp"
 
 
 def verdict_text(row: dict) -> str:
     if row["verdict"] == "no significant change" and row["pct"]:
-        return f"no significant change: {mde_text(row)}"
+        return f"no significant change: {mde_text(row['mde'], row['discordant'])}"
     return row["verdict"]
 
 
