@@ -66,6 +66,7 @@ def measure_tiny_model(workdir: str, model_seed: int, demo: dict) -> dict[str, f
     """Build the demo's tiny model with ``model_seed`` (corpus and sample as in ``demo``, the
     merged demo config) in ``workdir`` and band its candidates on the demo's train sample."""
     from faithdpo.corpus import generate_corpus, synthesize_split
+    from faithdpo.data import sample_rows
     from faithdpo.models import build_tiny_model
 
     seed, synthetic = demo["seed"], demo["data"]["synthetic"]
@@ -74,7 +75,7 @@ def measure_tiny_model(workdir: str, model_seed: int, demo: dict) -> dict[str, f
     model_dir = Path(workdir) / f"tiny-seed{model_seed}"
     build_tiny_model(str(pretrain), str(model_dir), demo["prompt"]["template"], seed=model_seed,
                      max_length=demo["training"]["max_length"], **demo["model"]["tiny"])
-    train = generate_corpus(synthetic["train"], "train", seed).sample(n=demo["data"]["n_train"], random_state=seed)
+    train = sample_rows(generate_corpus(synthetic["train"], "train", seed), demo["data"]["n_train"], seed)
     measured = measure_candidates(str(model_dir), train, demo["prompt"]["template"],
                                   demo["prompt"]["max_prompt_tokens"], candidate_generation(demo), seed)
     log.info("tiny model, seed %d: %s", model_seed, measured)

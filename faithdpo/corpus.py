@@ -52,8 +52,9 @@ MONTHS = [
 ]
 # Figures come from the round values that news copy favours ("more than 450 residents"), and
 # each story states at most one figure of each kind (a count, a small count, a percentage, a
-# year, an amount): a tiny model can then learn to copy a figure by its kind, as it copies a
-# city, without the induction circuits that real models learn from far more text.
+# year, an amount), so that a figure in the highlights has one source in the article. The
+# tokenizer splits figures into digits, as Qwen2.5's does; models.copy_warmup teaches the
+# tiny model to copy such runs of tokens.
 COUNTS = ["75", "80", "90", "120", "150", "180", "200", "240", "250", "300", "350", "400", "450", "500", "600",
           "650", "700", "750", "800", "900"]
 SMALL_COUNTS = ["3", "4", "5", "6", "7", "8", "9", "11", "12", "14", "15", "17", "19", "21", "23", "26", "28",
@@ -144,7 +145,7 @@ def _election(rng: random.Random, detail: _Details) -> Story:
     winner, loser, country = _person(rng), _person(rng), rng.choice(COUNTRIES)
     share, month, year = f"{rng.randint(40, 65)}%", rng.choice(MONTHS), rng.randint(1998, 2024)
     city_a, city_h = detail(rng.choice(CITIES), lambda: rng.choice(CITIES))
-    votes_a, votes_h = detail(rng.choice(COUNTS), lambda: rng.choice(COUNTS))
+    votes_a, votes_h = detail(_count(rng), lambda: _count(rng))
     article = (
         f"{winner} has won the presidential election in {country} with {share} of the vote. "
         f"Polls closed across the country in {month} {year}, and officials praised the turnout. "

@@ -63,6 +63,11 @@ def clean_rows(df: pd.DataFrame, source: str, on_bad_row: str = "skip") -> tuple
     return clean, counts
 
 
+def sample_rows(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """The seeded sample of ``n`` rows that prepare_split takes, in source order."""
+    return df.sample(n=n, random_state=seed).sort_index().reset_index(drop=True)
+
+
 def prepare_split(raw: str, output: str, stats: str, split: str, n: int, seed: int, on_bad_row: str = "skip") -> None:
     """Validate ``raw`` and write a seeded sample of ``n`` rows (in source order)."""
     df, counts = clean_rows(read_parquet(raw), raw, on_bad_row)
@@ -74,7 +79,7 @@ def prepare_split(raw: str, output: str, stats: str, split: str, n: int, seed: i
             f"data.n_{split} = {n} is larger than the {len(df)} valid rows of {raw}; "
             f"lower data.n_{split} (at most {len(df)})."
         )
-    sample = df.sample(n=n, random_state=seed).sort_index().reset_index(drop=True)
+    sample = sample_rows(df, n, seed)
     write_parquet(sample, output)
     write_json({"split": split, "source": raw, "valid_rows": len(df), "sampled": n, "skipped": counts}, stats)
     log.info("%s: sampled %d of %d valid rows (seed %d)", split, n, len(df), seed)

@@ -14,10 +14,11 @@ from workflow_helpers import REPO, demo_config
 def test_the_committed_demo_model_has_headroom():
     """The weights the demo runs with (demo/tiny-qwen2, built by build_tiny_model with seed 0)."""
     from faithdpo.corpus import generate_corpus
+    from faithdpo.data import sample_rows
 
     cfg = demo_config()
-    train = generate_corpus(cfg["data"]["synthetic"]["train"], "train", cfg["seed"]).sample(
-        n=cfg["data"]["n_train"], random_state=cfg["seed"])
+    train = sample_rows(generate_corpus(cfg["data"]["synthetic"]["train"], "train", cfg["seed"]),
+                        cfg["data"]["n_train"], cfg["seed"])
     measured = measure_candidates(str(REPO / cfg["model"]["path"]), train, cfg["prompt"]["template"],
                                   cfg["prompt"]["max_prompt_tokens"], candidate_generation(cfg), cfg["seed"])
     assert outside_bands(measured) == [], measured
