@@ -4,8 +4,8 @@ where installed), on the same prompts, in one run.
     python benchmarks/bench_generate.py                      # CPU: the demo's tiny model
     python benchmarks/bench_generate.py --qwen-sized         # GPU: Qwen2.5-1.5B-sized random weights
 
-The tiny model is results/demo/models/base when the demo has run (else --model DIR). The
-Qwen-sized model is built from Qwen2.5-1.5B's configuration with random weights (no
+The tiny model is the demo's, committed in demo/tiny-qwen2 (or --model DIR), so the benchmark
+runs from a fresh clone with no prior demo run. The Qwen-sized model is built from Qwen2.5-1.5B's configuration with random weights (no
 download) and the tiny model's tokenizer; every prompt is padded out to about 800 tokens,
 the length of a CNN/DailyMail article. Decoding is greedy, so both modes produce the same
 tokens and tokens/second compare like with like. On a GPU the table also gives the
@@ -32,7 +32,7 @@ from faithdpo.corpus import generate_corpus  # noqa: E402
 from faithdpo.generation import GenerationConfig, HFEngine, generate_summaries, plan_batches  # noqa: E402
 
 TEMPLATE = "Summarize the following news article.\n\nArticle: {article}\n\nSummary:"
-DEMO_MODEL = Path("results/demo/models/base")
+DEMO_MODEL = Path(__file__).resolve().parents[1] / "demo" / "tiny-qwen2"
 # Qwen2.5-1.5B's published configuration (config.json on the hub).
 QWEN_1_5B = dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
                  num_attention_heads=12, num_key_value_heads=2, max_position_embeddings=32768,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+from faithdpo.cost import cost_section
 from faithdpo.io import read_json, write_text
 from faithdpo.report import fmt_delta, fmt_pct, fmt_value, mde_text
 from faithdpo.stats import holm, mcnemar_mde, verdict
@@ -105,12 +106,14 @@ def render_comparison(names: list[str], metrics: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def build_comparison(metrics_files: list[str], names: list[str], output: str) -> str:
-    """Read each experiment's metrics.json and write the comparison Markdown."""
+def build_comparison(metrics_files: list[str], names: list[str], output: str, benchmarks: list[str] = ()) -> str:
+    """Read each experiment's metrics.json and write the comparison Markdown, with the Cost of
+    the whole run from ``benchmarks`` (Snakemake benchmark files)."""
     if len(metrics_files) != len(names):
         raise ValueError(f"{len(metrics_files)} metrics files for {len(names)} experiment names")
     metrics = [read_json(f) for f in metrics_files]
-    text = render_comparison(names, metrics)
+    text = render_comparison(names, metrics) + "\n" + "\n".join(
+        cost_section(list(benchmarks), "What the whole run cost: every job before this comparison."))
     write_text(text, output)
     for name, m in zip(names, metrics):
         if not m["trained"]:

@@ -190,14 +190,6 @@ def filter_pairs(pairs: pd.DataFrame, min_margin: int = 1, max_length_diff: floa
     return pairs.reset_index(drop=True), dropped
 
 
-def count_tokens(texts: pd.Series, tokenizer) -> pd.Series:
-    """Token count of each completion under the policy's tokenizer (what DPO sees)."""
-    if texts.empty:
-        return pd.Series([], dtype="int64")
-    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    return pd.Series([len(x) for x in ids], index=texts.index, dtype="int64")
-
-
 def articles_without_pair(strategy: str, scores: pd.DataFrame, paired_ids) -> dict[str, int]:
     """Why the strategy made no pair for an article, counted per reason."""
     lost = scores[~scores["id"].isin(set(paired_ids))]
@@ -240,7 +232,7 @@ def select_pairs(scores: str, prompts: str, data: str, model_dir: str, output: s
     The token lengths of both sides are stored too: the report uses them to show how far
     length alone could separate the pairs.
     """
-    from faithdpo.models import load_tokenizer
+    from faithdpo.tokens import count_tokens, load_text_tokenizer
 
     score_df = read_parquet(scores, ["id", "candidate", "summary", "badness"])
     data_df = read_parquet(data, ["id", "article", "highlights"])
@@ -251,7 +243,7 @@ def select_pairs(scores: str, prompts: str, data: str, model_dir: str, output: s
         scorer = Scorer(ScoringConfig(**(scoring or {})))
     pairs = build_pairs(strategy, score_df, read_parquet(prompts, ["id", "prompt"]), data_df, scorer, chosen_from,
                         seed)
-    tokenizer = load_tokenizer(model_dir)
+    tokenizer = load_text_tokenizer(model_dir)
     pairs["chosen_tokens"] = count_tokens(pairs["chosen"], tokenizer)
     pairs["rejected_tokens"] = count_tokens(pairs["rejected"], tokenizer)
     built = len(pairs)

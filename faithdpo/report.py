@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from faithdpo.cost import cost_section
 from faithdpo.diagnostics import pair_confounds, training_curves, training_warnings
 from faithdpo.figures import pair_lengths_figure, rates_figure, training_figure
 from faithdpo.io import read_json, read_parquet, write_json, write_text
@@ -364,15 +365,21 @@ def data_section(checks: dict, over_budget: str) -> list[str]:
     return lines
 
 
+COST_SCOPE = ("What this experiment's results cost: the steps every experiment shares (data, models, candidates "
+              "and their scores, the base model's evaluation; they ran once) and this experiment's own. This "
+              "report's own step is not counted; `comparison.md` counts the whole run.")
+
+
 def build_report(
     scores_base: str, scores_dpo: str | None, data: str, pairs: str, log_history: str | None, output: str,
     metrics_out: str, figures_dir: str, config: dict, data_stats: list[str], prompts: list[str], selection: str,
-    alpha: float = 0.05, resamples: int = 2000, n_examples: int = 3, seed: int = 0,
+    benchmarks: list[str] = (), alpha: float = 0.05, resamples: int = 2000, n_examples: int = 3, seed: int = 0,
 ) -> dict:
     """Compute every number of the report from the artifacts; write report.md, metrics.json and the figures.
 
     ``scores_dpo`` and ``log_history`` are None when the experiment had too few pairs to
     train (``selection`` says so and why): the report then shows the base model alone.
+    ``benchmarks``: the Snakemake benchmark files of the steps behind it (its Cost section).
     """
     sel = read_json(selection)
     trained = sel["trained"]
@@ -422,7 +429,8 @@ def build_report(
     links = {name: os.path.relpath(path, here) for name, path in files if path is not None}
     write_json(metrics, metrics_out)
     shown = examples(paired, data_df, n_examples) if trained else {}
-    write_text(render(metrics, config, links, figures, shown), output)
+    cost = cost_section(list(benchmarks), COST_SCOPE)
+    write_text(render(metrics, config, links, figures, shown) + "\n" + "\n".join(cost), output)
     if not trained:
         log.warning("experiment %s not trained: %s", metrics["experiment"], sel["reason"])
     log.info("report written to %s", output)

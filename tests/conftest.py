@@ -3,12 +3,15 @@ through the same code as the real model, and one spaCy scorer per session."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from faithdpo.corpus import synthesize_split
 from faithdpo.models import build_tiny_model
-from workflow_helpers import DEMO, copy_workflow, snakemake
+from workflow_helpers import DEMO, TEST, copy_workflow, snakemake
 
 TEMPLATE = "Summarize the following news article.\n\nArticle: {article}\n\nSummary:"
 
@@ -37,9 +40,22 @@ def scorer():
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
-    """The demo DAG run once, from scratch, in a fresh copy of the workflow (read-only: copy to modify)."""
+    """The demo DAG run once, from scratch, in a fresh copy of the workflow (read-only: copy to modify).
+    Only the tests of what the Quickstart promises use it; the others use ``test_run``."""
     work = copy_workflow(tmp_path_factory.mktemp("demo"))
     snakemake(work, "--cores", "2", *DEMO)
+    return work
+
+
+@pytest.fixture(scope="session")
+def test_run(tmp_path_factory):
+    """The small test config (.test/config.yaml) run once from scratch (read-only: copy to modify),
+    with an import probe that records which jobs import torch, transformers, trl or peft
+    (``imports.tsv`` in the run's folder, see tests/import_probe)."""
+    work = copy_workflow(tmp_path_factory.mktemp("test"))
+    path = [str(Path(__file__).parent / "import_probe"), os.environ.get("PYTHONPATH")]
+    probe = {"FAITHDPO_IMPORT_PROBE": str(work / "imports.tsv"), "PYTHONPATH": os.pathsep.join(filter(None, path))}
+    snakemake(work, "--cores", "2", *TEST, env=probe)
     return work
 
 

@@ -1,20 +1,22 @@
-"""Only stale steps rebuild: the exact jobs a dry run plans after each kind of change,
-on a copy of a completed demo run (module dependencies are declared inputs)."""
+"""Only stale steps rebuild: the exact jobs a dry run plans (or a run executes) after each kind
+of change, on a copy of a completed run of the test config (module dependencies are declared
+inputs)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pandas as pd
 import pytest
 import yaml
 
-from workflow_helpers import DEMO, jobs_in, planned_jobs, snakemake
+from workflow_helpers import REPO, TEST, TEST_OUT, jobs_in, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
-MAIN = "results/demo"
-XDIRS = [MAIN, f"{MAIN}/experiments/best_vs_worst", f"{MAIN}/experiments/minimal_swap"]
+MAIN = TEST_OUT
+XDIRS = [MAIN, f"{MAIN}/experiments/minimal_swap"]
 SHARDS = ["1-of-2", "2-of-2"]
 
 
@@ -34,8 +36,8 @@ REPORTS = {f"report[xdir={x}]" for x in XDIRS} | {"comparison"}
 
 
 @pytest.fixture
-def run_copy(demo_run, tmp_path):
-    return shutil.copytree(demo_run, tmp_path / "run", symlinks=True)
+def run_copy(test_run, tmp_path):
+    return shutil.copytree(test_run, tmp_path / "run", symlinks=True)
 
 
 def edit(path, old: str, new: str) -> None:
@@ -47,17 +49,17 @@ def edit(path, old: str, new: str) -> None:
 
 def with_config(run, override: dict) -> list[str]:
     (run / "override.yaml").write_text(yaml.safe_dump(override))
-    return [*DEMO, "override.yaml"]
+    return [*TEST, "override.yaml"]
 
 
 def test_copy_of_a_completed_run_is_up_to_date(run_copy):
-    assert planned_jobs(run_copy, *DEMO) == set()
-    assert "Nothing to be done" in snakemake(run_copy, "-n", *DEMO).stdout
+    assert planned_jobs(run_copy, *TEST) == set()
+    assert "Nothing to be done" in snakemake(run_copy, "-n", *TEST).stdout
 
 
 def test_scoring_module_change_reruns_scoring_and_downstream_never_generation(run_copy):
     edit(run_copy / "faithdpo" / "scoring.py", '"thousand": 3,', '"thousand": 3, "lakh": 5,')
-    assert planned_jobs(run_copy, *DEMO) == SCORING_CHANGE
+    assert planned_jobs(run_copy, *TEST) == SCORING_CHANGE
 
 
 def test_scoring_config_change_reruns_the_same_steps(run_copy):
@@ -71,13 +73,13 @@ def test_number_pattern_change_reruns_the_same_steps(run_copy):
 
 def test_report_code_change_reruns_the_report_alone(run_copy):
     edit(run_copy / "faithdpo" / "report.py", '"# faithdpo report"', '"# faithdpo report (v2)"')
-    assert planned_jobs(run_copy, *DEMO) == REPORTS
+    assert planned_jobs(run_copy, *TEST) == REPORTS
 
 
 def test_training_hyperparameter_change_reruns_training_and_what_follows(run_copy):
-    """best_vs_worst sets its own learning rate in the demo, so it alone stands."""
+    """minimal_swap sets its own learning rate in the test config, so it alone stands."""
     jobs = planned_jobs(run_copy, *with_config(run_copy, {"training": {"learning_rate": 1.0e-4}}))
-    assert jobs == dpo_steps(XDIRS[0], pairs=False) | dpo_steps(XDIRS[2], pairs=False) | {"comparison"}
+    assert jobs == dpo_steps(XDIRS[0], pairs=False) | {"comparison"}
     jobs = planned_jobs(run_copy, *with_config(run_copy, {"training": {"beta": 0.2}}))
     assert jobs == set().union(*(dpo_steps(x, pairs=False) for x in XDIRS)) | {"comparison"}
 
@@ -86,20 +88,20 @@ def test_one_experiments_change_reruns_that_experiment_alone(run_copy):
     override = {"experiments": {"minimal_swap": {"pairs": {"strategy": "minimal_swap"},
                                                  "training": {"beta": 0.2}}}}
     jobs = planned_jobs(run_copy, *with_config(run_copy, override))
-    assert jobs == dpo_steps(XDIRS[2], pairs=False) | {"comparison"}
+    assert jobs == dpo_steps(XDIRS[1], pairs=False) | {"comparison"}
 
 
 def test_rebuild_with_identical_output_runs_no_gpu_step(run_copy):
     """Scoring reruns after a code change, but the pairs come out byte-identical: the
     select_pairs checkpoint then lets training and DPO generation stand."""
     edit(run_copy / "faithdpo" / "scoring.py", "_SCALES = {", "_SCALES = {  # same logic, new bytes")
-    done = snakemake(run_copy, "--cores", "2", *DEMO)
+    done = snakemake(run_copy, "--cores", "2", *TEST)
     assert jobs_in(done.stdout + done.stderr) == {
         "score_candidates", "comparison", *(f"score_eval[xdir={x}, model={m}]" for x in XDIRS for m in ("dpo",)),
         f"score_eval[xdir={MAIN}, model=base]", *(f"select_pairs[xdir={x}]" for x in XDIRS),
         *(f"report[xdir={x}]" for x in XDIRS),
     }
-    assert planned_jobs(run_copy, *DEMO) == set()
+    assert planned_jobs(run_copy, *TEST) == set()
 
 
 def test_changed_pairs_retrain_and_regenerate(run_copy):
@@ -108,10 +110,10 @@ def test_changed_pairs_retrain_and_regenerate(run_copy):
     assert margin.nunique() > 1, "the demo's swaps must differ in margin for this test to mean anything"
     # the next margin up: fewer pairs, still enough to train (pairs.min_pairs)
     min_margin = int(sorted(margin.unique())[1])
-    assert (margin >= min_margin).sum() >= 8
+    assert (margin >= min_margin).sum() >= 4  # pairs.min_pairs in the test config
     override = {"experiments": {"minimal_swap": {"pairs": {"strategy": "minimal_swap", "min_margin": min_margin}}}}
     done = snakemake(run_copy, "--cores", "2", *with_config(run_copy, override))
-    assert jobs_in(done.stdout + done.stderr) == dpo_steps(XDIRS[2]) | {"comparison"}
+    assert jobs_in(done.stdout + done.stderr) == dpo_steps(XDIRS[1]) | {"comparison"}
 
 
 def test_an_experiment_below_min_pairs_is_reported_and_the_run_completes(run_copy):
@@ -119,13 +121,39 @@ def test_an_experiment_below_min_pairs_is_reported_and_the_run_completes(run_cop
     the comparison say why, the log warns, every other experiment stands, and the run exits 0."""
     override = {"experiments": {"minimal_swap": {"pairs": {"strategy": "minimal_swap", "min_pairs": 10_000}}}}
     done = snakemake(run_copy, "--cores", "2", *with_config(run_copy, override))
-    assert jobs_in(done.stdout + done.stderr) == {f"select_pairs[xdir={XDIRS[2]}]", f"report[xdir={XDIRS[2]}]",
+    assert jobs_in(done.stdout + done.stderr) == {f"select_pairs[xdir={XDIRS[1]}]", f"report[xdir={XDIRS[1]}]",
                                                   "comparison"}
-    folder = run_copy / XDIRS[2]
+    folder = run_copy / XDIRS[1]
     report = (folder / "report.md").read_text()
     assert "**Not trained**" in report and "fewer than pairs.min_pairs = 10000" in report
     comparison = (run_copy / MAIN / "comparison.md").read_text()
     row = next(line for line in comparison.splitlines() if line.startswith("| DPO: `minimal_swap`"))
     assert "**not trained**: " in row
     assert "not training this experiment" in (folder / "logs" / "select_pairs.log").read_text()
-    assert "| DPO: `best_vs_worst` |" in comparison and "**not trained**" not in comparison.split("minimal_swap")[0]
+    assert "| DPO: `main` |" in comparison and "**not trained**" not in comparison.split("minimal_swap")[0]
+
+
+def test_data_code_change_with_identical_data_never_regenerates(run_copy):
+    """data.py changes but writes the same samples: prepare_split and the build_prompts
+    checkpoint rerun, their byte-identical prompts let generation and training stand, and only
+    the steps planned before the checkpoints that read the data files (scoring, pairs, reports)
+    follow; the DPO scores, decided after the checkpoints, see the same checksums and stand."""
+    edit(run_copy / "faithdpo" / "data.py", "import logging", "import logging  # same logic, new bytes")
+    done = snakemake(run_copy, "--cores", "2", *TEST)
+    assert jobs_in(done.stdout + done.stderr) == {
+        *(f"{rule}[split={split}]" for rule in ("prepare_split", "build_prompts") for split in ("train", "validation")),
+        *SCORING_CHANGE,
+    }
+
+
+def test_checksum_limit_covers_a_full_runs_prompt_files():
+    """The checkpoints spare generation only when Snakemake can checksum the rebuilt file (1 MB
+    by default): both profiles raise the limit above the real run's prompt files (articles x
+    max_prompt_tokens x at most 8 bytes a token)."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    largest = max(config["data"]["n_train"], config["data"]["n_validation"]) * config["prompt"]["max_prompt_tokens"] * 8
+    assert largest > 2**20
+    for profile in ("default", "slurm"):
+        limit = yaml.safe_load((REPO / "profiles" / profile / "config.yaml").read_text())["max-checksum-file-size"]
+        number, unit = re.fullmatch(r"(\d+)\s*([KMG]B)", limit).groups()
+        assert int(number) * {"KB": 2**10, "MB": 2**20, "GB": 2**30}[unit] >= largest, profile

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -10,7 +11,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = ["--configfile", "config/demo.yaml"]
-WORKFLOW_FILES = ["Snakefile", "workflow", "config", "faithdpo", "profiles", "envs", "demo"]
+# The workflow tests' small config (.test/config.yaml): 2 shards, one experiment beside main.
+TEST = ["--configfile", ".test/config.yaml"]
+TEST_OUT = "results/test"
+WORKFLOW_FILES = ["Snakefile", "workflow", "config", "faithdpo", "profiles", "envs", "demo", ".test"]
 
 
 def copy_workflow(dest: Path) -> Path:
@@ -25,9 +29,11 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """``snakemake ARGS`` in ``workdir``; each call is a fresh process (Snakemake caches mtimes)."""
-    done = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, capture_output=True, text=True)
+def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``snakemake ARGS`` in ``workdir`` (``env``: extra environment variables); each call is a
+    fresh process (Snakemake caches mtimes)."""
+    done = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
     if check and done.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return done
@@ -50,8 +56,8 @@ def jobs_in(out: str) -> set[str]:
     return jobs
 
 
-def demo_config() -> dict:
-    """config/config.yaml overridden by config/demo.yaml, schema defaults filled: what the demo runs with."""
+def demo_config(override: str = "config/demo.yaml") -> dict:
+    """config/config.yaml overridden by ``override`` (the demo's), schema defaults filled: what a run uses."""
     import yaml
     from snakemake.utils import validate
 
@@ -62,6 +68,15 @@ def demo_config() -> dict:
         return out
 
     cfg = merge(yaml.safe_load((REPO / "config/config.yaml").read_text()),
-                yaml.safe_load((REPO / "config/demo.yaml").read_text()))
+                yaml.safe_load((REPO / override).read_text()))
     validate(cfg, str(REPO / "workflow/schemas/config.schema.yaml"), set_default=True)
     return cfg
+
+
+def without_cost(text: str) -> str:
+    """A report without its Cost section: wall times are the one part that differs between identical runs."""
+    from faithdpo.cost import COST_HEADING
+
+    head, _, tail = text.partition(COST_HEADING)
+    following = re.search(r"^## ", tail, flags=re.MULTILINE)
+    return head + (tail[following.start():] if following else "")

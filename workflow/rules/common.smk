@@ -139,16 +139,82 @@ def pair_selection(wildcards):
     return checkpoints.select_pairs.get(xdir=wildcards.xdir).output.selection
 
 
+def trained(xdir):
+    """Whether an experiment has enough pairs to train (read through its checkpoint)."""
+    with open(checkpoints.select_pairs.get(xdir=xdir).output.selection) as f:
+        return json.load(f)["trained"]
+
+
 def if_trained(path):
     """``path`` for an experiment with enough pairs to train, else no input: an experiment
     below pairs.min_pairs is reported as not trained and never asks for a DPO model."""
+    return lambda wildcards: (
+        path.format(xdir=wildcards.xdir) if trained(wildcards.xdir) else []
+    )
 
-    def inputs(wildcards):
-        with open(pair_selection(wildcards)) as f:
-            trained = json.load(f)["trained"]
-        return path.format(xdir=wildcards.xdir) if trained else []
 
-    return inputs
+SHARDS = [
+    f"{i}-of-{config['generation']['shards']}"
+    for i in range(1, config["generation"]["shards"] + 1)
+]
+
+
+def gpu_memory(benchmark):
+    """Where a GPU job records its peak GPU memory: beside its benchmark file."""
+    return benchmark.removesuffix(".tsv") + ".gpu.json"
+
+
+def shared_benchmarks():
+    """Benchmark files (and GPU memory files) of the steps every experiment shares."""
+    bench = f"{OUT}/benchmarks"
+    files = []
+    if config["data"]["source"] == "synthetic":
+        corpus = SPLITS + (["pretrain"] if config["model"]["source"] == "tiny" else [])
+        files += [f"{bench}/synthesize_corpus/{split}.tsv" for split in corpus]
+    if config["data"]["source"] == "hub":
+        files += [f"{bench}/download_dataset/{split}.tsv" for split in SPLITS]
+    if config["model"]["source"] != "local":
+        model_step = (
+            "build_tiny_model"
+            if config["model"]["source"] == "tiny"
+            else "download_model"
+        )
+        files.append(f"{bench}/{model_step}.tsv")
+    for step in ("prepare_split", "build_prompts"):
+        files += [f"{bench}/{step}/{split}.tsv" for split in SPLITS]
+    gpu = [f"{bench}/generate_candidates/{shard}.tsv" for shard in SHARDS]
+    gpu += [f"{bench}/generate_eval/base.{shard}.tsv" for shard in SHARDS]
+    files += gpu + [gpu_memory(b) for b in gpu]
+    files += [
+        f"{bench}/{step}.tsv" for step in ("merge_candidates", "score_candidates")
+    ]
+    return files + [f"{bench}/{step}/base.tsv" for step in ("merge_eval", "score_eval")]
+
+
+def experiment_benchmarks(xdir):
+    """Benchmark files of an experiment's own steps: its pairs and, if it trained, its DPO model."""
+    bench = f"{xdir}/benchmarks"
+    files = [f"{bench}/select_pairs.tsv"]
+    if trained(xdir):
+        gpu = [f"{bench}/train_dpo.tsv"]
+        gpu += [f"{bench}/generate_eval/dpo.{shard}.tsv" for shard in SHARDS]
+        files += gpu + [gpu_memory(b) for b in gpu] + [f"{bench}/merge_adapter.tsv"]
+        files += [f"{bench}/{step}/dpo.tsv" for step in ("merge_eval", "score_eval")]
+    return files
+
+
+def report_benchmarks(wildcards):
+    """What an experiment's results cost: the shared steps and its own (not the report itself)."""
+    return shared_benchmarks() + experiment_benchmarks(wildcards.xdir)
+
+
+def run_benchmarks(wildcards):
+    """What the whole run cost: every job before the comparison, each experiment's report included."""
+    xdirs = [xdir_of(name) for name in ["main", *EXPERIMENTS]]
+    own = [f for xdir in xdirs for f in experiment_benchmarks(xdir)]
+    return (
+        shared_benchmarks() + own + [f"{xdir}/benchmarks/report.tsv" for xdir in xdirs]
+    )
 
 
 def hub_model_dir():

@@ -7,6 +7,8 @@ if config["data"]["source"] == "hub":
             os.path.join(config["data"]["dir"], "{split}.parquet"),
         log:
             f"{OUT}/logs/download_dataset/{{split}}.log",
+        benchmark:
+            f"{OUT}/benchmarks/download_dataset/{{split}}.tsv"
         localrule: True
         conda:
             "../../envs/nlp.yaml"
@@ -28,6 +30,8 @@ if config["data"]["source"] == "synthetic":
             f"{OUT}/raw/{{corpus_split}}.parquet",
         log:
             f"{OUT}/logs/synthesize_corpus/{{corpus_split}}.log",
+        benchmark:
+            f"{OUT}/benchmarks/synthesize_corpus/{{corpus_split}}.tsv"
         wildcard_constraints:
             corpus_split="train|validation|pretrain",
         conda:
@@ -55,6 +59,8 @@ rule prepare_split:
         stats=f"{OUT}/data/{{split}}.stats.json",
     log:
         f"{OUT}/logs/prepare_split/{{split}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/prepare_split/{{split}}.tsv"
     conda:
         "../../envs/nlp.yaml"
     threads: 1
@@ -75,6 +81,8 @@ checkpoint build_prompts:
         f"{OUT}/prompts/{{split}}.parquet",
     log:
         f"{OUT}/logs/build_prompts/{{split}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/build_prompts/{{split}}.tsv"
     conda:
         "../../envs/gpu.yaml"
     threads: 1

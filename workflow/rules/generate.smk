@@ -8,9 +8,12 @@ rule generate_candidates:
         model=base_model_dir(),
         modules=package_modules("generation"),
     output:
-        f"{OUT}/candidates/shards/train.{{scatteritem}}.parquet",
+        summaries=f"{OUT}/candidates/shards/train.{{scatteritem}}.parquet",
+        gpu_memory=f"{OUT}/benchmarks/generate_candidates/{{scatteritem}}.gpu.json",
     log:
         f"{OUT}/logs/generate_candidates/{{scatteritem}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/generate_candidates/{{scatteritem}}.tsv"
     conda:
         "../../envs/gpu.yaml"
     threads: config["resources"]["gpu_threads"]
@@ -31,6 +34,8 @@ rule merge_candidates:
         f"{OUT}/candidates/train.parquet",
     log:
         f"{OUT}/logs/merge_candidates.log",
+    benchmark:
+        f"{OUT}/benchmarks/merge_candidates.tsv"
     conda:
         "../../envs/nlp.yaml"
     threads: 1
@@ -49,9 +54,12 @@ rule generate_eval:
         pairs=lambda wc: preference_pairs(wc) if wc.model == "dpo" else [],
         modules=package_modules("generation"),
     output:
-        "{xdir}/eval/shards/{model}.{scatteritem}.parquet",
+        summaries="{xdir}/eval/shards/{model}.{scatteritem}.parquet",
+        gpu_memory="{xdir}/benchmarks/generate_eval/{model}.{scatteritem}.gpu.json",
     log:
         "{xdir}/logs/generate_eval/{model}.{scatteritem}.log",
+    benchmark:
+        "{xdir}/benchmarks/generate_eval/{model}.{scatteritem}.tsv"
     conda:
         "../../envs/gpu.yaml"
     threads: config["resources"]["gpu_threads"]
@@ -76,6 +84,8 @@ rule merge_eval:
         "{xdir}/eval/{model}.parquet",
     log:
         "{xdir}/logs/merge_eval/{model}.log",
+    benchmark:
+        "{xdir}/benchmarks/merge_eval/{model}.tsv"
     conda:
         "../../envs/nlp.yaml"
     threads: 1

@@ -7,6 +7,8 @@ if config["model"]["source"] == "hub":
             directory(hub_model_dir()),
         log:
             f"{OUT}/logs/download_model.log",
+        benchmark:
+            f"{OUT}/benchmarks/download_model.tsv"
         localrule: True
         conda:
             "../../envs/gpu.yaml"
@@ -28,6 +30,8 @@ if config["model"]["source"] == "tiny":
             directory(f"{OUT}/models/base"),
         log:
             f"{OUT}/logs/build_tiny_model.log",
+        benchmark:
+            f"{OUT}/benchmarks/build_tiny_model.tsv"
         conda:
             "../../envs/gpu.yaml"
         threads: 2

@@ -14,6 +14,8 @@ checkpoint select_pairs:
         selection="{xdir}/pairs/selection.json",
     log:
         "{xdir}/logs/select_pairs.log",
+    benchmark:
+        "{xdir}/benchmarks/select_pairs.tsv"
     conda:
         "../../envs/nlp.yaml"
     threads: 1

@@ -13,6 +13,7 @@ rule report:
         log_history=if_trained("{xdir}/models/dpo/log_history.json"),
         data_stats=expand(f"{OUT}/data/{{split}}.stats.json", split=SPLITS),
         prompts=expand(f"{OUT}/prompts/{{split}}.parquet", split=SPLITS),
+        benchmarks=report_benchmarks,
         modules=package_modules("report"),
     output:
         report=report(
@@ -42,6 +43,8 @@ rule report:
         ),
     log:
         "{xdir}/logs/report.log",
+    benchmark:
+        "{xdir}/benchmarks/report.tsv"
     conda:
         "../../envs/nlp.yaml"
     threads: 1
@@ -58,6 +61,7 @@ rule report:
 rule comparison:
     input:
         metrics=[f"{xdir_of(name)}/metrics.json" for name in ["main", *EXPERIMENTS]],
+        benchmarks=run_benchmarks,
         modules=package_modules("comparison"),
     output:
         report(
@@ -67,6 +71,8 @@ rule comparison:
         ),
     log:
         f"{OUT}/logs/comparison.log",
+    benchmark:
+        f"{OUT}/benchmarks/comparison.tsv"
     conda:
         "../../envs/nlp.yaml"
     threads: 1

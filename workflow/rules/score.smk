@@ -10,6 +10,8 @@ rule score_candidates:
         f"{OUT}/scores/candidates.parquet",
     log:
         f"{OUT}/logs/score_candidates.log",
+    benchmark:
+        f"{OUT}/benchmarks/score_candidates.tsv"
     conda:
         "../../envs/nlp.yaml"
     threads: config["scoring"]["n_process"]
@@ -28,6 +30,8 @@ rule score_eval:
         "{xdir}/scores/eval_{model}.parquet",
     log:
         "{xdir}/logs/score_eval/{model}.log",
+    benchmark:
+        "{xdir}/benchmarks/score_eval/{model}.tsv"
     conda:
         "../../envs/nlp.yaml"
     threads: config["scoring"]["n_process"]

@@ -10,8 +10,11 @@ rule train_dpo:
     output:
         adapter=directory("{xdir}/models/dpo/adapter"),
         log_history="{xdir}/models/dpo/log_history.json",
+        gpu_memory="{xdir}/benchmarks/train_dpo.gpu.json",
     log:
         "{xdir}/logs/train_dpo.log",
+    benchmark:
+        "{xdir}/benchmarks/train_dpo.tsv"
     conda:
         "../../envs/gpu.yaml"
     threads: config["resources"]["gpu_threads"]
@@ -34,6 +37,8 @@ rule merge_adapter:
         directory("{xdir}/models/dpo/merged"),
     log:
         "{xdir}/logs/merge_adapter.log",
+    benchmark:
+        "{xdir}/benchmarks/merge_adapter.tsv"
     conda:
         "../../envs/gpu.yaml"
     threads: config["resources"]["gpu_threads"]

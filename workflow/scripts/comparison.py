@@ -4,4 +4,9 @@ from faithdpo.comparison import build_comparison
 from faithdpo.logs import setup_logging
 
 setup_logging(snakemake.log[0])
-build_comparison(list(snakemake.input.metrics), snakemake.params.names, snakemake.output[0])
+build_comparison(
+    list(snakemake.input.metrics),
+    snakemake.params.names,
+    snakemake.output[0],
+    benchmarks=list(snakemake.input.benchmarks),
+)

@@ -2,15 +2,17 @@
 
 import torch
 
+from faithdpo.cost import gpu_peak_memory
 from faithdpo.generation import generate_file
 from faithdpo.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
-generate_file(
-    snakemake.input.prompts,
-    snakemake.input.model,
-    snakemake.output[0],
-    shard=snakemake.wildcards.scatteritem,
-    **snakemake.params.generation,
-)
+with gpu_peak_memory(snakemake.output.gpu_memory):
+    generate_file(
+        snakemake.input.prompts,
+        snakemake.input.model,
+        snakemake.output.summaries,
+        shard=snakemake.wildcards.scatteritem,
+        **snakemake.params.generation,
+    )

@@ -19,5 +19,6 @@ build_report(
     data_stats=list(snakemake.input.data_stats),
     prompts=list(snakemake.input.prompts),
     selection=snakemake.input.selection,
+    benchmarks=list(snakemake.input.benchmarks),
     **snakemake.params,
 )

@@ -1,0 +1,124 @@
+"""What each step of a run cost: Snakemake's benchmark files, plus the peak GPU memory that
+GPU jobs record beside them, summed per step into the reports' "Cost" section.
+
+A benchmark file is ``<...>/benchmarks/<rule>/<job>.tsv`` (or ``<rule>.tsv`` for a rule with
+one job); a GPU job writes ``<same stem>.gpu.json`` next to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+from faithdpo.io import write_json
+
+COST_HEADING = "## Cost"
+_SHARD = re.compile(r"\.?\d+-of-\d+$")  # a scatter item, e.g. "base.1-of-2" -> "base"
+
+
+@contextlib.contextmanager
+def gpu_peak_memory(path: str) -> Iterator[None]:
+    """Record the job's peak GPU memory (torch's allocator, every visible device) to ``path``.
+
+    On a machine without CUDA the file says so (``device: cpu``, peaks null), so that the
+    step's cost reads "no GPU" rather than missing.
+    """
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if cuda:
+        for index in range(torch.cuda.device_count()):
+            torch.cuda.reset_peak_memory_stats(index)
+    yield
+    record = {"device": "cpu", "peak_allocated_mb": None, "peak_reserved_mb": None}
+    if cuda:
+        devices = range(torch.cuda.device_count())
+        record = {
+            "device": ", ".join(sorted({torch.cuda.get_device_name(i) for i in devices})),
+            "peak_allocated_mb": round(max(torch.cuda.max_memory_allocated(i) for i in devices) / 2**20, 1),
+            "peak_reserved_mb": round(max(torch.cuda.max_memory_reserved(i) for i in devices) / 2**20, 1),
+        }
+    write_json(record, path)
+
+
+def step_name(benchmark: str) -> str:
+    """The step a benchmark file belongs to: its rule, and what the job varies beside the shard
+    ("generate_eval (dpo)" for base/dpo.1-of-2.tsv, "prepare_split (train)")."""
+    path = Path(benchmark)
+    if path.parent.name == "benchmarks":
+        return path.stem
+    variant = _SHARD.sub("", path.stem)
+    return f"{path.parent.name} ({variant})" if variant else path.parent.name
+
+
+def read_costs(benchmarks: list[str]) -> pd.DataFrame:
+    """One row per job: step, wall and CPU seconds, peak RSS (MB), peak GPU memory (MB or NaN)."""
+    rows = []
+    for path in benchmarks:
+        table = pd.read_csv(path, sep="\t")
+        if table.empty or not {"s", "cpu_time", "max_rss"} <= set(table.columns):
+            raise ValueError(f"{path}: not a Snakemake benchmark file (columns s, cpu_time, max_rss expected)")
+        last = table.iloc[-1]  # a benchmark repeated N times keeps N rows; the last is the latest
+        gpu_file = Path(path).with_suffix(".gpu.json")
+        gpu = json.loads(gpu_file.read_text()) if gpu_file.exists() else {}
+        rows.append({
+            "step": step_name(path),
+            "wall_s": float(last["s"]),
+            "cpu_s": float(pd.to_numeric(last["cpu_time"], errors="coerce")),
+            "max_rss_mb": float(pd.to_numeric(last["max_rss"], errors="coerce")),
+            "gpu_peak_mb": gpu.get("peak_reserved_mb"),
+        })
+    return pd.DataFrame(rows, columns=["step", "wall_s", "cpu_s", "max_rss_mb", "gpu_peak_mb"])
+
+
+def summarize_costs(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Per step, in order of first appearance: jobs, summed wall and CPU time, the largest
+    job's peak RSS and GPU memory; then a total row."""
+    grouped = jobs.groupby("step", sort=False).agg(
+        jobs=("step", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"),
+        max_rss_mb=("max_rss_mb", "max"), gpu_peak_mb=("gpu_peak_mb", "max"),
+    ).reset_index()
+    total = pd.DataFrame([{
+        "step": "Total", "jobs": int(grouped["jobs"].sum()), "wall_s": grouped["wall_s"].sum(),
+        "cpu_s": grouped["cpu_s"].sum(), "max_rss_mb": grouped["max_rss_mb"].max(),
+        "gpu_peak_mb": grouped["gpu_peak_mb"].max(),
+    }])
+    return pd.concat([grouped, total], ignore_index=True)
+
+
+def _seconds(value: float) -> str:
+    if pd.isna(value):
+        return "n/a"
+    return f"{value:.1f} s" if value < 600 else f"{value / 60:.1f} min"
+
+
+def _megabytes(value: float | None) -> str:
+    return "n/a" if value is None or pd.isna(value) else f"{value:,.0f} MB"
+
+
+def cost_section(benchmarks: list[str], scope: str) -> list[str]:
+    """The "Cost" section of a report, as Markdown lines. ``scope`` says which jobs it covers."""
+    tables = [b for b in benchmarks if b.endswith(".tsv")]  # GPU memory files are read beside them
+    if not tables:
+        return [COST_HEADING, "", "No benchmark files were given.", ""]
+    table = summarize_costs(read_costs(tables))
+    lines = [
+        COST_HEADING, "",
+        f"{scope} From Snakemake's benchmark files (`benchmarks/` beside each output); times are summed over a "
+        "step's jobs, which run in parallel where cores and GPUs allow, so the run took less wall time than the "
+        "total. Peak memory is the largest job's resident set (RSS); peak GPU memory is what torch's allocator "
+        "reserved (\"n/a\": the step ran without a GPU, or is a CPU step).", "",
+        "| Step | Jobs | Wall time | CPU time | Peak memory | Peak GPU memory |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in table.itertuples():
+        name = f"**{row.step}**" if row.step == "Total" else f"`{row.step}`"
+        lines.append(f"| {name} | {row.jobs} | {_seconds(row.wall_s)} | {_seconds(row.cpu_s)} | "
+                     f"{_megabytes(row.max_rss_mb)} | {_megabytes(row.gpu_peak_mb)} |")
+    return lines + [""]
+
