@@ -26,7 +26,7 @@ from faithdpo.corpus import CITIES, COUNTRIES, FIRST_NAMES, LAST_NAMES, generate
 from faithdpo.scoring import (
     Scorer,
     ScoringConfig,
-    entity_key,
+    doc_entities,
     entity_supported,
     extract_numbers,
     load_pipeline,
@@ -58,20 +58,15 @@ def naive_score(frame: pd.DataFrame, nlp, config: ScoringConfig) -> list[tuple[l
     from faithdpo.scoring import compile_number_pattern
 
     pattern = compile_number_pattern(config.number_pattern)
-    labels = set(config.ner_labels)
+    labels = frozenset(config.ner_labels)
     out = []
     for article, highlights, summary in zip(frame["article"], frame["highlights"], frame["summary"]):
         reference = f"{article}\n{highlights}"
         nlp(reference)  # the seed ran NER on the article for every candidate
-        doc = nlp(summary)
-        seen = {}
-        for ent in doc.ents:
-            key = entity_key(ent.text)
-            if ent.label_ in labels and key and key not in seen:
-                seen[key] = (ent.text, ent.label_)
+        entities = doc_entities(nlp(summary), labels)
         index, values = reference_index(reference), reference_number_values(reference, pattern)
         out.append((
-            [e for e, label in seen.values() if not entity_supported(e, index, label)],
+            [e for e, label in entities.items() if not entity_supported(e, index, label)],
             [n for n in extract_numbers(summary, pattern) if normalize_number(n) not in values],
         ))
     return out

@@ -436,6 +436,26 @@ def load_spacy(name: str):
     return nlp
 
 
+def doc_entities(doc, labels: frozenset[str]) -> dict[str, str]:
+    """The entities of a parsed summary with a label in ``labels`` (text -> label),
+    de-duplicated by their content tokens. A one-word place that NER cut from a longer name
+    keeps the name's capitalised word before it ("Real Madrid", not "Madrid"), as the
+    reference's one-word places do (see :func:`reference_index`)."""
+    seen: dict[tuple[str, ...], tuple[str, str]] = {}
+    for ent in doc.ents:
+        if ent.label_ not in labels:
+            continue
+        text = ent.text
+        if ent.label_ in PLACE_LABELS and len(ent) == 1 and ent.start > 0:
+            before = doc[ent.start - 1]
+            if before.whitespace_ and before.text[:1].isupper() and before.lower_ not in _OPENERS:
+                text = doc.text[before.idx:ent.end_char]
+        key = entity_key(text)
+        if key and key not in seen:
+            seen[key] = (text, ent.label_)
+    return dict(seen.values())
+
+
 class Scorer:
     """Scores many summaries against their references with one spaCy model."""
 
@@ -452,15 +472,7 @@ class Scorer:
         docs = self.nlp.pipe(
             summaries, batch_size=self.config.batch_size, n_process=self.config.n_process
         )
-        for doc in docs:
-            seen: dict[tuple[str, ...], tuple[str, str]] = {}
-            for ent in doc.ents:
-                if ent.label_ in self.labels:
-                    key = entity_key(ent.text)
-                    if key and key not in seen:
-                        seen[key] = (ent.text, ent.label_)
-            out.append(dict(seen.values()))
-        return out
+        return [doc_entities(doc, self.labels) for doc in docs]
 
     def items(self, texts: list[str]) -> list[list[dict]]:
         """Entity and number spans of each text: ``start``, ``end``, ``text`` and ``kind``
