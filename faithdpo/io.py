@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pandas as pd
+import yaml
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,30 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def read_jsonl(path: str | os.PathLike, required: list[str], strings: list[str] = ()) -> pd.DataFrame:
-    """Read JSON Lines whose rows are objects holding ``required`` fields (``strings`` of them text).
+def _row_problem(row: Any, required: list[str], strings: list[str], lists: list[str], kind: str) -> str | None:
+    """What is wrong with one row of a row file (``kind``: what a row must be), or None."""
+    if not isinstance(row, dict):
+        return f"expected {kind}, got {type(row).__name__}"
+    missing = [key for key in required if key not in row]
+    if missing:
+        return f"missing field(s) {missing}"
+    wrong = [key for key in strings if not isinstance(row[key], str)]
+    if wrong:
+        return f"field(s) {wrong} must be strings"
+    wrong = [key for key in lists if not (isinstance(row[key], list) and all(isinstance(x, str) for x in row[key]))]
+    if wrong:
+        return f"field(s) {wrong} must be lists of strings"
+    return None
+
+
+def _frame(rows: list[dict], required: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=list(dict.fromkeys([*required, *(k for r in rows for k in r)])))
+
+
+def read_jsonl(path: str | os.PathLike, required: list[str], strings: list[str] = (),
+               lists: list[str] = ()) -> pd.DataFrame:
+    """Read JSON Lines whose rows are objects holding ``required`` fields (``strings`` of them
+    text, ``lists`` of them lists of text).
 
     A malformed line stops the read with an error naming the file and line number;
     blank lines are allowed.
@@ -85,16 +108,27 @@ def read_jsonl(path: str | os.PathLike, required: list[str], strings: list[str] 
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            missing = [key for key in required if key not in row]
-            if missing:
-                raise ValueError(f"{path}:{lineno}: missing field(s) {missing}")
-            wrong = [key for key in strings if not isinstance(row[key], str)]
-            if wrong:
-                raise ValueError(f"{path}:{lineno}: field(s) {wrong} must be strings")
+            problem = _row_problem(row, required, strings, lists, "a JSON object")
+            if problem:
+                raise ValueError(f"{path}:{lineno}: {problem}")
             rows.append(row)
-    return pd.DataFrame(rows, columns=list(dict.fromkeys([*required, *(k for r in rows for k in r)])))
+    return _frame(rows, required)
+
+
+def read_yaml_rows(path: str | os.PathLike, required: list[str], strings: list[str] = (),
+                   lists: list[str] = ()) -> pd.DataFrame:
+    """Read a YAML list of mappings checked like :func:`read_jsonl`; errors name the item."""
+    try:
+        rows = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: expected a YAML list of mappings, got {type(rows).__name__}")
+    for number, row in enumerate(rows, start=1):
+        problem = _row_problem(row, required, strings, lists, "a mapping")
+        if problem:
+            raise ValueError(f"{path}: item {number}: {problem}")
+    return _frame(rows, required)
 
 
 def write_jsonl(df: pd.DataFrame, path: str | os.PathLike) -> None:

@@ -100,7 +100,7 @@ def swap_one(text: str, spans: list[dict], pool: dict[str, list[str]], unsupport
 def minimal_swap(scores: pd.DataFrame, data: pd.DataFrame, scorer, chosen_from: str = "highlights",
                  seed: int = 0) -> pd.DataFrame:
     """Counterfactual pairs: the faithful text vs the same text with one item swapped."""
-    from faithdpo.scoring import entity_supported, normalize_number, reference_number_values, reference_words
+    from faithdpo.scoring import entity_supported, normalize_number, reference_index, reference_number_values
 
     if chosen_from == "highlights":
         base = pd.DataFrame({"id": data["id"], "text": data["highlights"], "badness": 0, "candidate": HIGHLIGHTS})
@@ -129,12 +129,12 @@ def minimal_swap(scores: pd.DataFrame, data: pd.DataFrame, scorer, chosen_from: 
         base[["id", "text", "badness", "candidate", "article", "highlights"]].itertuples(index=False), spans
     ):
         reference = f"{article}\n{highlights}"
-        words, values = reference_words(reference), reference_number_values(reference, scorer.number_re)
+        index, values = reference_index(reference), reference_number_values(reference, scorer.number_re)
 
-        def unsupported(kind, item, words=words, values=values):
+        def unsupported(kind, item, index=index, values=values):
             if kind.startswith("NUMBER:"):
                 return normalize_number(item) not in values
-            return not entity_supported(item, words)
+            return not entity_supported(item, index, kind)
 
         swapped = swap_one(text, items, pool, unsupported, random.Random(f"{seed}/{pid}"))
         if swapped:

@@ -10,23 +10,33 @@ Design choices (each documented in the README):
 - An entity is supported when every content token of it occurs in the reference as a
   whole word, case- and accent-insensitively, ignoring a leading article and a
   possessive 's ("Obama" is supported by "Barack Obama").
+- Abbreviations, acronyms, a short alias table and demonym plurals count as the same
+  entity ("U.S." == "US" == "United States", "FBI" == "Federal Bureau of Investigation",
+  "Americans" == "American"); a one-word place needs an occurrence that is not the end
+  of a longer name ("Jordan" is not supported by "Michael Jordan").
 - Numbers compare by value after normalisation ("1,200" == "1200", "$2.5bn" ==
-  "2.5 billion"), never as substrings ("5" is not supported by "215").
+  "2.5 billion", "five" == "5", "third" == "3rd"), never as substrings ("5" is not
+  supported by "215").
 """
 
 from __future__ import annotations
 
 import contextlib
 import decimal
+import json
 import logging
 import re
 import sys
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib.util import find_spec
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import pandas as pd
+from text_to_num import find_numbers
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +78,29 @@ _LEADING_ARTICLE = re.compile(r"^(?:the|a|an)\s+")
 _POSSESSIVE = re.compile(r"['\u2019]s?$")
 # Function words that may sit inside a name ("Bank of England") but carry no identity.
 _STOPWORDS = frozenset({"the", "a", "an", "of", "and", "for", "in", "on", "at", "to", "de", "s"})
+# Capitalised words that start a sentence rather than a name ("In Jordan, ...").
+_OPENERS = _STOPWORDS | {"from", "by", "with", "as", "after", "before", "near", "but", "when", "while", "like"}
+# "U.S." -> "US", "D.C" -> "DC", "J.K." -> "JK": dotted and undotted abbreviations are one word.
+_DOTTED = re.compile(r"\b[^\W\d_](?:\.[^\W\d_])+\.?(?!\w)")
+_CAPITALISED = re.compile(r"\b([A-Z]\w*)(?=[ \t]+([A-Z]\w*))")
+_ALL_CAPS = re.compile(r"\b[A-Z]{2,}\b")
+# A run of capitalised words, with the function words that join names ("Bank of England").
+_NAME_RUN = re.compile(r"[A-Z][\w-]*(?:(?:\s+(?:of|and|for|the|de|on))*\s+[A-Z][\w-]*)*")
+
+# Number words, read by text2num (a maintained parser of English cardinals, ordinals and
+# compounds). In summaries an isolated word below 2 ("one", "first") is not a number: it is
+# mostly a pronoun or an idiom ("one of the men", "for the first time"). The reference reads
+# every number word, which can only add support. "a"/"an" are never numbers alone.
+SUMMARY_WORD_THRESHOLD = 2
+REFERENCE_WORD_THRESHOLD = 0
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+# Vague plurals ("hundreds of people") that text2num would read as 100.
+_VAGUE_PLURALS = frozenset({"tens", "hundreds", "thousands", "millions", "billions", "trillions"})
+# A scale after digits belongs to the digit match ("2.5 million"), not to a number word.
+_SCALE_WORDS = frozenset({"hundred", "thousand", "million", "billion", "trillion"})
+# text2num has no "dozen": "a dozen" = 12, "half a dozen" = 6, "<number word> dozen" = 12 x it.
+_DOZEN = re.compile(r"\b(half an?|an?|one)\s+dozen\b", re.IGNORECASE)
+_DOZEN_AFTER = re.compile(r"[\s-]+dozen\b", re.IGNORECASE)
 
 
 def compile_number_pattern(pattern: str) -> re.Pattern:
@@ -76,25 +109,34 @@ def compile_number_pattern(pattern: str) -> re.Pattern:
     try:
         return re.compile(source, re.VERBOSE | re.IGNORECASE)
     except re.error as exc:
-        raise ValueError(f"scoring.number_pattern is not a valid regular expression: {exc}") from exc
+        raise ValueError(
+            f"scoring.number_pattern = {pattern!r} is not a valid regular expression ({exc}); "
+            "allowed: default, seed, or a regular expression (Python syntax, verbose mode)"
+        ) from exc
+
+
+def fold_text(text: str) -> str:
+    """NFKC, accents stripped, dotted abbreviations undotted; case is kept."""
+    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text))
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    return _DOTTED.sub(lambda m: m.group(0).replace(".", ""), text)
 
 
 def normalize_text(text: str) -> str:
-    """NFKC, accents stripped, case-folded: the form in which all matching happens."""
-    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text))
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    return text.casefold()
+    """:func:`fold_text`, case-folded: the form in which all matching happens."""
+    return fold_text(text).casefold()
 
 
 def normalize_number(surface: str) -> str | None:
     """Canonical decimal string of a number's surface form, or None if it has no digits.
 
     "1,200" -> "1200", "3.50" -> "3.5", "$2.5bn" -> "2500000000", "39%" -> "39",
-    "90th" -> "90". Exact at any size (no float rounding).
+    "90th" -> "90", "twenty-five" -> "25", "third" -> "3". Exact at any size (no float rounding).
     """
     match = _NUMBER_PARTS.search(unicodedata.normalize("NFKC", surface))
     if not match:
-        return None
+        words = word_numbers(surface, REFERENCE_WORD_THRESHOLD)
+        return words[0][2] if words else None
     digits, suffix = match.group(1).replace(",", ""), match.group(2).lower()
     value = decimal.Decimal(digits)
     exponent = _SCALES.get(suffix, 0)
@@ -106,14 +148,76 @@ def normalize_number(surface: str) -> str | None:
     return text or "0"
 
 
+class _Token:
+    """A word of the text as text2num's ``find_numbers`` reads it (its Token protocol)."""
+
+    __slots__ = ("word", "start", "end", "blocked")
+
+    def __init__(self, word: str, start: int, end: int, blocked: bool):
+        self.word, self.start, self.end, self.blocked = word, start, end, blocked
+
+    def text(self) -> str:
+        return self.word
+
+    def nt_separated(self, previous) -> bool:
+        return False
+
+    def not_a_number_part(self) -> bool:
+        return self.blocked
+
+
+def word_numbers(text: str, threshold: float) -> list[tuple[int, int, str]]:
+    """``(start, end, value)`` of each number written in words in ``text`` (values as
+    :func:`normalize_number` gives them). Isolated words below ``threshold`` are skipped."""
+    tokens, previous = [], ""
+    for m in _TOKEN.finditer(text):
+        word = m.group(0)
+        low = word.lower()
+        blocked = low in _VAGUE_PLURALS or (low in _SCALE_WORDS and previous[-1:].isdigit())
+        tokens.append(_Token(word, m.start(), m.end(), blocked))
+        previous = word
+    found = []
+    for occurrence in find_numbers(tokens, "en", threshold=threshold):
+        start, end = tokens[occurrence.start].start, tokens[occurrence.end - 1].end
+        value = decimal.Decimal(normalize_number(occurrence.text))
+        dozen = _DOZEN_AFTER.match(text, end)
+        if dozen:
+            value, end = value * 12, dozen.end()
+        found.append((start, end, normalize_number(str(value))))
+    found += [(m.start(), m.end(), "6" if m.group(1).lower().startswith("half") else "12")
+              for m in _DOZEN.finditer(text)]
+    return _without_overlaps(sorted(found))
+
+
+def _without_overlaps(spans: list[tuple]) -> list[tuple]:
+    """The spans (sorted, ``start`` and ``end`` first) that do not overlap an earlier one."""
+    kept, end = [], -1
+    for span in spans:
+        if span[0] >= end:
+            kept.append(span)
+            end = span[1]
+    return kept
+
+
+def number_spans(text: str, pattern: re.Pattern, threshold: float = SUMMARY_WORD_THRESHOLD) -> list[tuple]:
+    """``(start, end, surface, value)`` of each number in the NFKC form of ``text``: the
+    pattern's digit matches first, then the number words that do not overlap them."""
+    text = unicodedata.normalize("NFKC", text)
+    digits = []
+    for match in pattern.finditer(text):
+        value = normalize_number(match.group(0))
+        if value is not None:
+            digits.append((match.start(), match.end(), match.group(0), value))
+    words = [(a, b, text[a:b], value) for a, b, value in word_numbers(text, threshold)
+             if not any(s < b and a < e for s, e, _, _ in digits)]
+    return sorted(digits + words)
+
+
 def extract_numbers(text: str, pattern: re.Pattern) -> list[str]:
     """Surface forms of the numbers in ``text``, in order, de-duplicated by value."""
     seen: dict[str, str] = {}
-    for match in pattern.finditer(unicodedata.normalize("NFKC", text)):
-        surface = match.group(0).strip()
-        value = normalize_number(surface)
-        if value is not None and value not in seen:
-            seen[value] = surface
+    for _, _, surface, value in number_spans(text, pattern):
+        seen.setdefault(value, surface.strip())
     return list(seen.values())
 
 
@@ -122,14 +226,14 @@ def reference_number_values(text: str, pattern: re.Pattern) -> frozenset[str]:
 
     Both the scaled value and the bare figure count, so "$2.5bn" in the article
     supports "2.5bn", "2.5 billion" and "2.5" in the summary, but not "$2.5 million".
+    Every number word counts, "one" and "first" included.
     """
     values = set()
-    for match in pattern.finditer(unicodedata.normalize("NFKC", text)):
-        surface = match.group(0)
-        for form in (surface, _NUMBER_PARTS.search(surface).group(1) if _NUMBER_PARTS.search(surface) else ""):
-            value = normalize_number(form) if form else None
-            if value is not None:
-                values.add(value)
+    for _, _, surface, value in number_spans(text, pattern, REFERENCE_WORD_THRESHOLD):
+        values.add(value)
+        figure = _NUMBER_PARTS.search(surface)
+        if figure:
+            values.add(normalize_number(figure.group(1)))
     return frozenset(values)
 
 
@@ -144,13 +248,106 @@ def entity_key(entity: str) -> tuple[str, ...]:
     return tuple(tok for tok in _WORD.findall(text) if tok not in _STOPWORDS and not tok.isdigit())
 
 
-def reference_words(text: str) -> frozenset[str]:
-    """The whole words of the reference, normalised like entity tokens."""
-    return frozenset(_WORD.findall(normalize_text(text)))
+PLACE_LABELS = frozenset({"GPE", "LOC"})
+# Countries and bodies that English news names in more than one way; the first name is the
+# group's id. Short on purpose: acronyms of names spelled out in the reference are matched
+# without a table.
+ALIASES = (
+    ("US", "USA", "America", "United States", "United States of America"),
+    ("UK", "Britain", "Great Britain", "United Kingdom"),
+    ("UN", "United Nations"),
+    ("EU", "European Union"),
+    ("UAE", "United Arab Emirates"),
+    ("Russia", "Russian Federation"),
+    ("Netherlands", "Holland"),
+    ("North Korea", "DPRK"),
+    ("South Korea", "Republic of Korea"),
+)
+_ALIAS_OF = {entity_key(name): group[0] for group in ALIASES for name in group}
+_ALIAS_LONGEST = max(len(key) for key in _ALIAS_OF)
+# How the reference names a group: an abbreviation in capitals ("US", never the pronoun
+# "us"), a single word not ending a longer name ("America", not "Latin America"), or a phrase.
+_ALIAS_CAPS = {name.casefold(): group[0] for group in ALIASES for name in group if name.isupper()}
+_ALIAS_WORDS = {name.casefold(): group[0] for group in ALIASES for name in group
+                if " " not in name and not name.isupper()}
+_ALIAS_PHRASES = [(group[0], re.compile(r"\b" + r"\s+".join(name.casefold().split()) + r"\b"))
+                  for group in ALIASES for name in group if " " in name]
 
 
-def entity_supported(entity: str, words: frozenset[str]) -> bool:
-    return all(tok in words for tok in entity_key(entity))
+@dataclass(frozen=True)
+class Reference:
+    """What a reference offers to support entities (see :func:`reference_index`)."""
+
+    words: frozenset[str]  # every whole word, normalised
+    bound: frozenset[str]  # words only ever seen after another capitalised word ("Michael Jordan")
+    caps: frozenset[str]  # words written in capitals ("FBI"), case-folded
+    acronyms: frozenset[str]  # initials of runs of capitalised words ("federal bureau of investigation" -> "fbi")
+    aliases: frozenset[str]  # the ALIASES groups named, by their first name
+
+
+def reference_index(text: str) -> Reference:
+    """Index a reference (article + highlights) once for every entity checked against it."""
+    folded = fold_text(text)
+    lowered = folded.casefold()
+    counts = Counter(_WORD.findall(lowered))
+    after_name = Counter(m.group(2).casefold() for m in _CAPITALISED.finditer(folded)
+                         if m.group(1).casefold() not in _OPENERS)
+    bound = frozenset(w for w, n in after_name.items() if n >= counts[w])
+    caps = frozenset(w.casefold() for w in _ALL_CAPS.findall(folded))
+    acronyms = set()
+    for run in _NAME_RUN.findall(folded):
+        initials = "".join(w[0] for w in run.casefold().split() if w not in _STOPWORDS)
+        acronyms.update(initials[i:j] for i in range(len(initials)) for j in range(i + 2, len(initials) + 1))
+    aliases = {group for word, group in _ALIAS_CAPS.items() if word in caps}
+    aliases.update(group for word, group in _ALIAS_WORDS.items() if word in counts and word not in bound)
+    aliases.update(group for group, phrase in _ALIAS_PHRASES if group not in aliases and phrase.search(lowered))
+    return Reference(frozenset(counts), bound, caps, frozenset(acronyms), frozenset(aliases))
+
+
+def _alias_parts(key: tuple[str, ...]) -> list[str]:
+    """The entity's tokens, with each alias phrase replaced by "@<group id>"."""
+    parts, i = [], 0
+    while i < len(key):
+        for n in range(min(_ALIAS_LONGEST, len(key) - i), 0, -1):
+            group = _ALIAS_OF.get(key[i:i + n])
+            if group:
+                parts.append("@" + group)
+                i += n
+                break
+        else:
+            parts.append(key[i])
+            i += 1
+    return parts
+
+
+def _demonym_forms(word: str) -> set[str]:
+    """Singular and plural of a nationality word: "american(s)", "frenchman/frenchmen"."""
+    forms = {word, word + "s", word[:-1] if word.endswith("s") else word}
+    if word.endswith(("man", "men")):
+        forms |= {word[:-3] + "man", word[:-3] + "men"}
+    return forms
+
+
+def entity_supported(entity: str, ref: Reference, label: str | None = None) -> bool:
+    """Whether ``ref`` supports ``entity`` (an NER ``label`` enables the place and
+    nationality rules); the README's scoring rules say why each rule is there."""
+    key = entity_key(entity)
+    if len(key) == 1 and key[0] in ref.acronyms:
+        return True
+    if len(key) > 1 and "".join(tok[0] for tok in key) in ref.caps:
+        return True
+    for part in _alias_parts(key):
+        if part.startswith("@"):
+            supported = part[1:] in ref.aliases
+        elif label == "NORP":
+            supported = not _demonym_forms(part).isdisjoint(ref.words)
+        elif label in PLACE_LABELS and len(key) == 1:
+            supported = part in ref.words and part not in ref.bound
+        else:
+            supported = part in ref.words
+        if not supported:
+            return False
+    return True
 
 
 def number_shape(surface: str) -> str:
@@ -212,6 +409,41 @@ def load_pipeline(name: str):
     )
 
 
+def model_ner_labels(name: str) -> frozenset[str]:
+    """The NER labels of an installed spaCy model (a package name or a folder), read from
+    its meta.json: the config check runs before any job and should not load spaCy."""
+    for candidate in SPACY_MODEL_ALIASES.get(name, (name,)):
+        folder = Path(candidate)
+        if not folder.is_dir():
+            spec = find_spec(candidate) if candidate.isidentifier() else None
+            if spec is None or not spec.submodule_search_locations:
+                continue
+            folder = Path(spec.submodule_search_locations[0])
+        meta = folder / "meta.json"
+        if meta.is_file():
+            return frozenset(json.loads(meta.read_text(encoding="utf-8")).get("labels", {}).get("ner", ()))
+    load_pipeline(name)  # not installed: raises the error that says how to install it
+    raise RuntimeError(f"spaCy model {name!r} (scoring.spacy_model) has no meta.json listing its NER labels")
+
+
+def check_ner_labels(labels: Sequence[str], allowed: Iterable[str], model: str) -> None:
+    """A label the model does not have would silently find no entity: stop instead."""
+    allowed = sorted(allowed)
+    unknown = [label for label in labels if label not in allowed]
+    if unknown:
+        raise ValueError(
+            f"scoring.ner_labels = {list(labels)}: {', '.join(map(repr, unknown))} "
+            f"{'is not a label' if len(unknown) == 1 else 'are not labels'} of the spaCy model {model!r} "
+            f"(scoring.spacy_model); allowed: {', '.join(allowed)}"
+        )
+
+
+def check_scoring_config(scoring: dict) -> None:
+    """The scoring keys a schema cannot check, checked before any job (workflow/rules/common.smk)."""
+    compile_number_pattern(scoring["number_pattern"])
+    check_ner_labels(scoring["ner_labels"], model_ner_labels(scoring["spacy_model"]), scoring["spacy_model"])
+
+
 @lru_cache(maxsize=4)
 def load_spacy(name: str):
     """Load a spaCy pipeline once per process, with only NER (and the tok2vec it listens to) enabled."""
@@ -225,6 +457,26 @@ def load_spacy(name: str):
     return nlp
 
 
+def doc_entities(doc, labels: frozenset[str]) -> dict[str, str]:
+    """The entities of a parsed summary with a label in ``labels`` (text -> label),
+    de-duplicated by their content tokens. A one-word place that NER cut from a longer name
+    keeps the name's capitalised word before it ("Real Madrid", not "Madrid"), as the
+    reference's one-word places do (see :func:`reference_index`)."""
+    seen: dict[tuple[str, ...], tuple[str, str]] = {}
+    for ent in doc.ents:
+        if ent.label_ not in labels:
+            continue
+        text = ent.text
+        if ent.label_ in PLACE_LABELS and len(ent) == 1 and ent.start > 0:
+            before = doc[ent.start - 1]
+            if before.whitespace_ and before.text[:1].isupper() and before.lower_ not in _OPENERS:
+                text = doc.text[before.idx:ent.end_char]
+        key = entity_key(text)
+        if key and key not in seen:
+            seen[key] = (text, ent.label_)
+    return dict(seen.values())
+
+
 class Scorer:
     """Scores many summaries against their references with one spaCy model."""
 
@@ -233,22 +485,15 @@ class Scorer:
         self.labels = frozenset(config.ner_labels)
         self.number_re = compile_number_pattern(config.number_pattern)
         self.nlp = load_spacy(config.spacy_model)
+        check_ner_labels(config.ner_labels, self.nlp.get_pipe("ner").labels, config.spacy_model)
 
-    def summary_entities(self, summaries: Iterable[str]) -> list[list[str]]:
-        """Named entities of each summary, de-duplicated by their content tokens."""
+    def summary_entities(self, summaries: Iterable[str]) -> list[dict[str, str]]:
+        """Named entities of each summary (text -> NER label), de-duplicated by their content tokens."""
         out = []
         docs = self.nlp.pipe(
             summaries, batch_size=self.config.batch_size, n_process=self.config.n_process
         )
-        for doc in docs:
-            seen: dict[tuple[str, ...], str] = {}
-            for ent in doc.ents:
-                if ent.label_ in self.labels:
-                    key = entity_key(ent.text)
-                    if key and key not in seen:
-                        seen[key] = ent.text
-            out.append(list(seen.values()))
-        return out
+        return [doc_entities(doc, self.labels) for doc in docs]
 
     def items(self, texts: list[str]) -> list[list[dict]]:
         """Entity and number spans of each text: ``start``, ``end``, ``text`` and ``kind``
@@ -261,12 +506,10 @@ class Scorer:
             spans = [{"start": e.start_char, "end": e.end_char, "text": e.text, "kind": e.label_}
                      for e in doc.ents if e.label_ in self.labels and entity_key(e.text)]
             taken = [(s["start"], s["end"]) for s in spans]
-            for m in self.number_re.finditer(text):
-                start, end = m.start(), m.end()
-                surface = m.group(0)
-                if normalize_number(surface) is None or any(a < end and start < b for a, b in taken):
-                    continue
-                spans.append({"start": start, "end": end, "text": surface, "kind": f"NUMBER:{number_shape(surface)}"})
+            for start, end, surface, _ in number_spans(text, self.number_re):
+                if not any(a < end and start < b for a, b in taken):
+                    spans.append({"start": start, "end": end, "text": surface,
+                                  "kind": f"NUMBER:{number_shape(surface)}"})
             out.append(sorted(spans, key=lambda s: s["start"]))
         return out
 
@@ -277,19 +520,20 @@ class Scorer:
                 raise ValueError(f"scoring needs a {col!r} column; got {list(frame.columns)}")
         summaries = [s if isinstance(s, str) else "" for s in frame["summary"]]
         references = [f"{a}\n{h}" for a, h in zip(frame["article"], frame["highlights"])]
-        words_of = {ref: reference_words(ref) for ref in set(references)}
-        numbers_of = {ref: reference_number_values(ref, self.number_re) for ref in words_of}
+        index_of = {ref: reference_index(ref) for ref in set(references)}
+        numbers_of = {ref: reference_number_values(ref, self.number_re) for ref in index_of}
 
         entities = self.summary_entities(summaries)
         numbers = [extract_numbers(s, self.number_re) for s in summaries]
         bad_ents = [
-            [e for e in ents if not entity_supported(e, words_of[ref])] for ents, ref in zip(entities, references)
+            [e for e, label in ents.items() if not entity_supported(e, index_of[ref], label)]
+            for ents, ref in zip(entities, references)
         ]
         bad_nums = [
             [n for n in nums if normalize_number(n) not in numbers_of[ref]] for nums, ref in zip(numbers, references)
         ]
         out = frame.copy()
-        out["entities"] = entities
+        out["entities"] = [list(ents) for ents in entities]
         out["hallucinated_entities"] = bad_ents
         out["numbers"] = numbers
         out["hallucinated_numbers"] = bad_nums
@@ -355,3 +599,55 @@ def score_jsonl(input_path: str, output_path: str, config: ScoringConfig = Scori
     scored = Scorer(config).score(rows) if len(rows) else rows.assign(**{c: [] for c in SCORE_COLUMNS})
     write_jsonl(scored, output_path)
     return scored
+
+
+LABEL_FIELDS = ["hallucinated_entities", "hallucinated_numbers"]
+
+
+def read_labelled(path: str) -> pd.DataFrame:
+    """Rows of ``article``, ``summary`` (``highlights`` optional) and the hallucinated items a
+    person marked, under the output's own column names: JSON Lines, or a YAML list (``.yaml``,
+    ``.yml``) like tests/data/scoring_golden.yaml."""
+    from faithdpo.io import read_jsonl, read_yaml_rows
+
+    read = read_yaml_rows if str(path).endswith((".yaml", ".yml")) else read_jsonl
+    rows = read(path, ["article", "summary", *LABEL_FIELDS], strings=["article", "summary"], lists=LABEL_FIELDS)
+    if "highlights" not in rows.columns:
+        rows["highlights"] = ""
+    rows["highlights"] = rows["highlights"].fillna("")
+    return rows
+
+
+def flag_agreement(flagged: Iterable[list[str]], labelled: Iterable[list[str]], key) -> dict[str, float | None]:
+    """Precision and recall of flagged items against labelled ones, and the rows (0-based) where
+    they differ. Items are compared per summary
+    by ``key`` (:func:`entity_key` or :func:`normalize_number`, so "5" matches "five"; an item
+    without a key compares as written)."""
+    correct = n_flagged = n_labelled = 0
+    differ = []
+    for row, (got, want) in enumerate(zip(flagged, labelled)):
+        got, want = {key(x) or x for x in got}, {key(x) or x for x in want}
+        correct, n_flagged, n_labelled = correct + len(got & want), n_flagged + len(got), n_labelled + len(want)
+        if got != want:
+            differ.append(row)
+    return {
+        "labelled": n_labelled, "flagged": n_flagged, "correct": correct,
+        "precision": correct / n_flagged if n_flagged else None,
+        "recall": correct / n_labelled if n_labelled else None,
+        "differ": differ,
+    }
+
+
+def score_labelled(path: str, config: ScoringConfig = ScoringConfig()) -> tuple[pd.DataFrame, dict[str, dict]]:
+    """Score a labelled file (``faithdpo score --labels``); return the scored rows, with the
+    labels as ``labelled_entities``/``labelled_numbers``, and the agreement of each kind of flag."""
+    rows = read_labelled(path)
+    if rows.empty:
+        raise ValueError(f"{path}: no labelled rows")
+    labels = rows[LABEL_FIELDS].rename(columns=lambda c: c.replace("hallucinated_", "labelled_"))
+    scored = pd.concat([Scorer(config).score(rows.drop(columns=LABEL_FIELDS)), labels], axis=1)
+    agreement = {
+        "entities": flag_agreement(scored["hallucinated_entities"], scored["labelled_entities"], entity_key),
+        "numbers": flag_agreement(scored["hallucinated_numbers"], scored["labelled_numbers"], normalize_number),
+    }
+    return scored, agreement

@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from faithdpo.pairs import HIGHLIGHTS, build_pairs, filter_pairs, worst_candidates
-from faithdpo.scoring import entity_supported, normalize_number, reference_number_values, reference_words
+from faithdpo.scoring import entity_supported, normalize_number, reference_index, reference_number_values
 
 
 def frames():
@@ -97,7 +97,7 @@ def test_minimal_swap_changes_exactly_one_item_to_an_absent_one_of_the_same_kind
             assert normalize_number(new) not in reference_number_values(reference, scorer.number_re)
             assert row.rejected_badness == 2
         else:
-            assert not entity_supported(new, reference_words(reference))
+            assert not entity_supported(new, reference_index(reference), kind_old)
             assert row.rejected_badness == 1
         assert row.chosen_badness == 0 and row.chosen_candidate == HIGHLIGHTS
 

@@ -43,6 +43,11 @@ def test_lint_is_clean(config):
     ({"data": {"source": "local", "dir": "nowhere"}},
      r"data\.source is 'local' but nowhere/train\.parquet does not exist: place train\.parquet"),
     ({"model": {"source": "local", "path": "no_model"}}, r"model directory no_model does not exist"),
+    ({"scoring": {"number_pattern": "(["}},
+     r"scoring\.number_pattern = '\(\[' is not a valid regular expression .*allowed: default, seed"),
+    ({"scoring": {"ner_labels": ["PERSONN"]}},
+     r"scoring\.ner_labels = \['PERSONN'\]: 'PERSONN' is not a label of the spaCy model 'en_core_web_sm' "
+     r"\(scoring\.spacy_model\); allowed: CARDINAL, .*PERSON, "),
 ])
 def test_bad_config_stops_before_any_job(tmp_path, override, message):
     work = copy_workflow(tmp_path)

@@ -10,6 +10,7 @@ import yaml
 
 from faithdpo import models
 from faithdpo.deps import module_closure
+from faithdpo.scoring import check_scoring_config
 
 OUT = config["outdir"].rstrip("/")
 SPLITS = ["train", "validation"]
@@ -65,6 +66,7 @@ def check_config(cfg):
             f"({cfg['generation']['max_new_tokens']}) = {budget} exceeds training.max_length "
             f"({cfg['training']['max_length']}): summaries would be cut in training. Lower one or raise max_length."
         )
+    check_scoring_config(cfg["scoring"])
     schema = yaml.safe_load(open(os.path.join(workflow.basedir, SCHEMA)))
     for name in cfg["experiments"]:
         merged = {**cfg, **experiment_config(xdir_of(name))}
