@@ -8,7 +8,7 @@ import pytest
 from conftest import TEMPLATE
 from faithdpo.corpus import generate_corpus
 from faithdpo.io import write_parquet
-from faithdpo.training import train_dpo
+from faithdpo.training import TrainingConfig, dpo_config, train_dpo
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +47,19 @@ def test_dpo_trains_a_lora_adapter_and_logs_rewards(tiny_model_dir, pairs, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "log_history.json"]
 
 
+LOSS_SETTINGS = {"beta": 0.3, "loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 0.5], "ld_alpha": 0.5}
+
+
+@pytest.mark.parametrize("setting", LOSS_SETTINGS)
+def test_loss_settings_reach_the_dpo_config(setting, tmp_path):
+    """Each loss setting, at a value other than TRL's default, is the one the trainer gets."""
+    from trl import DPOConfig
+
+    args = dpo_config(TrainingConfig(**LOSS_SETTINGS), str(tmp_path), on_gpu=False)
+    assert getattr(args, setting) == LOSS_SETTINGS[setting]
+    assert getattr(DPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False), setting) != LOSS_SETTINGS[setting]
+
+
 def test_no_pairs_is_a_clear_error(tiny_model_dir, tmp_path):
     empty = tmp_path / "empty.parquet"
     write_parquet(pd.DataFrame({"prompt": [], "chosen": [], "rejected": []}, dtype=str), empty)
@@ -58,7 +71,7 @@ def test_no_pairs_is_a_clear_error(tiny_model_dir, tmp_path):
 RUN = """
 import sys
 from faithdpo.logs import setup_logging
-from faithdpo.training import train_dpo
+from faithdpo.training import TrainingConfig, dpo_config, train_dpo
 setup_logging(sys.argv[5])
 train_dpo(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], **{params!r})
 """
