@@ -129,10 +129,17 @@ def test_vllm_engine_without_vllm_says_how_to_install(tiny_model_dir, prompts, t
         generate_file(str(prompts), tiny_model_dir, str(tmp_path / "v.parquet"), engine="vllm", max_new_tokens=4)
 
 
-def test_nf4_generation_on_the_cpu(tiny_model_dir, prompts, tmp_path):
+def test_nf4_generation_on_the_cpu(tiny_model_dir, prompts, tmp_path, monkeypatch):
+    """The summaries come from 4-bit NF4 weights, not from the full-precision model."""
+    engines = []
+    load = generation.load_engine
+    monkeypatch.setattr(generation, "load_engine", lambda *args: engines.append(load(*args)) or engines[-1])
     out = generate_file(str(prompts), tiny_model_dir, str(tmp_path / "q.parquet"), quantization="nf4",
                         max_new_tokens=8, batch_size=3)
     assert len(out) == 6 and (out["new_tokens"] <= 8).all()
+    four_bit = [m for m in engines[0].model.modules() if type(m).__name__ == "Linear4bit"]
+    assert len(four_bit) == 7  # 1 layer x (q, k, v, o, gate, up, down)
+    assert all(m.weight.quant_state.quant_type == "nf4" for m in four_bit)
 
 
 RUN = """
