@@ -108,14 +108,13 @@ def report_dir(tmp_path):
     return tmp_path, build_fixture_report(tmp_path)
 
 
-@pytest.fixture
-def untrained_report_dir(report_dir):
-    """The same run, but its experiment had 3 pairs below pairs.min_pairs 8: no DPO model."""
+def build_untrained_report(path, alpha=0.05):
+    """The report of ``path``'s run (build_fixture_report), had its experiment had 3 pairs below
+    pairs.min_pairs 8: no DPO model. Written to ``path``/untrained."""
     from faithdpo.io import read_parquet, write_json, write_parquet
     from faithdpo.pairs import selection_summary
     from faithdpo.report import build_report
 
-    path, _ = report_dir
     out = path / "untrained"
     write_json(selection_summary("best_vs_worst", 30, 4, {"no badness-0 candidate": 25, "no candidate with a "
                                  "hallucination": 1}, {"below_min_margin": 1}, 3, 8), path / "selection3.json")
@@ -125,5 +124,11 @@ def untrained_report_dir(report_dir):
     metrics = build_report(str(path / "base.parquet"), None, str(path / "data.parquet"), str(path / "pairs3.parquet"),
                            None, str(out / "report.md"), str(out / "m.json"), str(out / "figures"),
                            config={"model": {"name": "tiny"}, "experiment": "bvw", "pairs": {"strategy": "best_vs_worst"}}, data_stats=stats,
-                           prompts=prompts, selection=str(path / "selection3.json"))
+                           prompts=prompts, selection=str(path / "selection3.json"), alpha=alpha)
     return out, metrics
+
+
+@pytest.fixture
+def untrained_report_dir(report_dir):
+    """The same run, but its experiment had 3 pairs below pairs.min_pairs 8: no DPO model."""
+    return build_untrained_report(report_dir[0])

@@ -6,7 +6,7 @@ import matplotlib.image
 import pandas as pd
 import pytest
 
-from conftest import FEWER_NUMBERS, REPORT_N, build_fixture_report
+from conftest import FEWER_NUMBERS, REPORT_N, build_fixture_report, build_untrained_report
 from faithdpo.report import mark
 
 def test_bad_rows_and_over_budget_articles_are_counted(report_dir):
@@ -80,13 +80,13 @@ def test_p_values_are_those_scipy_computes_for_the_fixture(tmp_path):
 
 def test_alpha_sets_the_verdicts_and_the_interval_wording(tmp_path, monkeypatch):
     """The number rows' p-values (0.070, 0.057) lie between 0.05 and 0.1: report.alpha 0.1 turns
-    them into improvements and makes every interval, and its wording, a 90% one."""
+    them into improvements and makes every interval, and its wording, a 90% one, trained or not."""
     from faithdpo import figures
-    from faithdpo.stats import mcnemar_mde, paired_bootstrap
+    from faithdpo.stats import mcnemar_mde, mean_interval, paired_bootstrap
 
     titles = []
     save = figures._save
-    monkeypatch.setattr(figures, "_save", lambda fig, path: titles.append(fig._suptitle.get_text()) or save(fig, path))
+    monkeypatch.setattr(figures, "_save", lambda fig, path: titles.append(fig.get_suptitle()) or save(fig, path))
     for alpha, number_verdict, percent in ((0.05, "no significant change", "95%"), (0.1, "improved", "90%")):
         out = tmp_path / f"alpha{alpha}"
         out.mkdir()
@@ -102,6 +102,12 @@ def test_alpha_sets_the_verdicts_and_the_interval_wording(tmp_path, monkeypatch)
         assert f"Brackets: {percent} paired bootstrap intervals" in report
         assert f"- **Number Hallucination Rate**: {number_verdict}" in report
         assert f"Hallucination on the validation sample ({percent} paired bootstrap intervals)" in titles
+        untrained_out, untrained = build_untrained_report(out, alpha)
+        base_rate = {r["key"]: r for r in untrained["comparison"]}["number_rate"]["base"]
+        base_ci = mean_interval(base > 0, 1 - alpha, 2000, 0)
+        assert (base_rate["low"], base_rate["high"]) == (pytest.approx(base_ci.low), pytest.approx(base_ci.high))
+        assert f"Brackets: {percent} bootstrap intervals" in (untrained_out / "report.md").read_text()
+        assert f"Hallucination on the validation sample ({percent} bootstrap intervals)" in titles
     assert rows["number_rate"]["p_value"] == pytest.approx(0.0703125)  # between the two alphas
 
 
