@@ -219,7 +219,6 @@ def test_progress_is_reused_only_under_the_same_settings(setting, prompts, tmp_p
     generate_file(str(prompts), str(model_dir), out, **BASE_SETTINGS)
     changed = generate_file(str(prompts), str(model_dir), out, **{**BASE_SETTINGS, setting: CHANGED[setting]})
     assert [e.prompts for e in engines] == [6, 0, changed["id"].nunique()]
-    assert engines[2].prompts > 0
 
 
 def test_progress_from_other_inputs_is_discarded(tiny_model_dir, prompts, tmp_path):
