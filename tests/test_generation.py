@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from conftest import TEMPLATE
-from faithdpo.corpus import generate_corpus
 from faithdpo import generation
+from faithdpo.corpus import generate_corpus
 from faithdpo.generation import (
     Engine,
     GenerationConfig,
