@@ -26,8 +26,8 @@ def _save(fig, path: str) -> None:
     _pyplot().close(fig)
 
 
-def rates_figure(rows: list[dict], path: str) -> None:
-    """Grouped bars, base vs DPO, with the bootstrap interval of each rate as error bars.
+def rates_figure(rows: list[dict], path: str, confidence: float) -> None:
+    """Grouped bars, base vs DPO, with the bootstrap interval (at ``confidence``) of each rate as error bars.
 
     ``rows``: one dict per metric with ``label``, ``pct`` and ``base``/``dpo`` sub-dicts
     holding ``value``, ``low``, ``high`` (no ``dpo`` when the experiment was not trained).
@@ -49,7 +49,8 @@ def rates_figure(rows: list[dict], path: str) -> None:
         top = max([scale * r[side]["high"] for r in group for _, side, _ in sides], default=1)
         ax.set_ylim(0, 1.25 * top or 1)  # headroom for the legend
         ax.legend(loc="upper center", ncol=2)
-    fig.suptitle("Hallucination on the validation sample (95% paired bootstrap intervals)")
+    paired = "paired " if "dpo" in rows[0] else ""
+    fig.suptitle(f"Hallucination on the validation sample ({100 * confidence:.0f}% {paired}bootstrap intervals)")
     _save(fig, path)
 
 

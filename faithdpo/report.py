@@ -420,7 +420,7 @@ def build_report(
     }
     here = Path(output).parent
     figures = {k: os.path.relpath(Path(figures_dir) / name, here) for k, name in FIGURES.items()}
-    rates_figure(comparison, str(Path(figures_dir) / FIGURES["rates"]))
+    rates_figure(comparison, str(Path(figures_dir) / FIGURES["rates"]), 1 - alpha)
     training_figure(curves, str(Path(figures_dir) / FIGURES["training"]),
                     note=None if trained else f"Not trained: {sel['pairs']} pair(s) < pairs.min_pairs")
     pair_lengths_figure(pairs_df, str(Path(figures_dir) / FIGURES["pair_lengths"]))

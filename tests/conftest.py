@@ -70,50 +70,67 @@ def fixture_scores(ent, num, summaries):
     })
 
 
-@pytest.fixture
-def report_dir(tmp_path):
-    """A report built from small fixture files (test_report, test_comparison)."""
+# numbers of the report fixture: unchanged by DPO (the default), or fewer under DPO
+SAME_NUMBERS = ([1] * 10 + [0] * 20, [1] * 10 + [0] * 20)
+FEWER_NUMBERS = ([2, 2, 2, 1, 1, 1, 1, 1, 1, 1] + [0] * 20, [0] * 7 + [1, 1, 2] + [1] + [0] * 19)
+
+
+def write_split_checks(path, split, valid, bad, ids, truncated=0):
+    """The data stats and prompts files of one split, as prepare_split and build_prompts write them."""
+    from faithdpo.io import write_json, write_parquet
+
+    stats, prompts = str(path / f"{split}.stats.json"), str(path / f"{split}.prompts.parquet")
+    write_json({"split": split, "source": "raw", "valid_rows": valid, "sampled": REPORT_N, "skipped": bad}, stats)
+    write_parquet(pd.DataFrame({"id": ids, "truncated": [True] * truncated + [False] * (len(ids) - truncated)}),
+                  prompts)
+    return stats, prompts
+
+
+def build_fixture_report(path, numbers=SAME_NUMBERS, alpha=0.05):
+    """A report built from small fixture files in ``path``; ``numbers``: the base and DPO number counts."""
     from faithdpo.io import write_json, write_parquet
     from faithdpo.pairs import selection_summary
     from faithdpo.report import build_report
 
-    # base: every summary invents a place; DPO fixes 20 of them; numbers unchanged
-    base = fixture_scores([1] * REPORT_N, [1] * 10 + [0] * 20, ["Rain in Oslo, 99 mm."] * REPORT_N)
-    dpo = fixture_scores([0] * 20 + [1] * 10, [1] * 10 + [0] * 20, ["Rain fell, 99 mm."] * 20 + ["Rain in Oslo, 99 mm."] * 10)
+    # base: every summary invents a place; DPO fixes 20 of them
+    base = fixture_scores([1] * REPORT_N, numbers[0], ["Rain in Oslo, 99 mm."] * REPORT_N)
+    dpo = fixture_scores([0] * 20 + [1] * 10, numbers[1], ["Rain fell, 99 mm."] * 20 + ["Rain in Oslo, 99 mm."] * 10)
     data = pd.DataFrame({"id": base["id"], "article": "Rain fell in Bergen.", "highlights": "Rain in Bergen ."})
     pairs = pd.DataFrame({"id": ["p"] * 10, "chosen_tokens": [5] * 10, "rejected_tokens": [9] * 10,
                           "chosen_badness": 0, "rejected_badness": [2] * 10})
     history = [{"loss": 0.69 - 0.06 * i, "step": i + 1, "rewards/accuracies": 1.0, "rewards/margins": 0.1 * i,
                 "logps/chosen": -10.0 - i, "logps/rejected": -11.0 - 2 * i} for i in range(8)]
     for name, frame in [("base", base), ("dpo", dpo), ("data", data), ("pairs", pairs)]:
-        write_parquet(frame, tmp_path / f"{name}.parquet")
-    write_json(history, tmp_path / "history.json")
-    # the train split lost 3 rows to data.on_bad_row; 2 validation articles were cut to the prompt budget
-    stats, prompts = [], []
-    for split, valid, bad, truncated in (("train", 97, {"duplicate_id": 2, "empty_or_non_string_article": 1}, 0),
-                                         ("validation", 100, {"duplicate_id": 0}, 2)):
-        stats.append(str(tmp_path / f"{split}.stats.json"))
-        write_json({"split": split, "source": "raw", "valid_rows": valid, "sampled": REPORT_N, "skipped": bad}, stats[-1])
-        prompts.append(str(tmp_path / f"{split}.prompts.parquet"))
-        write_parquet(pd.DataFrame({"id": base["id"], "truncated": [True] * truncated + [False] * (REPORT_N - truncated)}),
-                      prompts[-1])
+        write_parquet(frame, path / f"{name}.parquet")
+    write_json(history, path / "history.json")
+    # the train split lost 3 rows to data.on_bad_row, the validation split 4 with empty highlights;
+    # 2 validation articles were cut to the prompt budget
+    checks = [write_split_checks(path, "train", 97, {"duplicate_id": 2, "empty_or_non_string_article": 1},
+                                 base["id"]),
+              write_split_checks(path, "validation", 96, {"duplicate_id": 0, "empty_or_non_string_highlights": 4},
+                                 base["id"], truncated=2)]
     write_json(selection_summary("highlights_vs_worst", 12, 11, {"no candidate": 1}, {"duplicate": 1}, 10, 8),
-               tmp_path / "selection.json")
-    metrics = build_report(*(str(tmp_path / f"{n}.parquet") for n in ("base", "dpo", "data", "pairs")),
-                           str(tmp_path / "history.json"), str(tmp_path / "report.md"), str(tmp_path / "m.json"),
-                           str(tmp_path / "figures"), config={"model": {"name": "tiny"}}, data_stats=stats,
-                           prompts=prompts, selection=str(tmp_path / "selection.json"), n_examples=2)
-    return tmp_path, metrics
+               path / "selection.json")
+    return build_report(*(str(path / f"{n}.parquet") for n in ("base", "dpo", "data", "pairs")),
+                        str(path / "history.json"), str(path / "report.md"), str(path / "m.json"),
+                        str(path / "figures"), config={"model": {"name": "tiny"}},
+                        data_stats=[stats for stats, _ in checks], prompts=[prompts for _, prompts in checks],
+                        selection=str(path / "selection.json"), alpha=alpha, n_examples=2)
 
 
 @pytest.fixture
-def untrained_report_dir(report_dir):
-    """The same run, but its experiment had 3 pairs below pairs.min_pairs 8: no DPO model."""
+def report_dir(tmp_path):
+    """A report built from small fixture files, numbers unchanged by DPO (test_report, test_comparison)."""
+    return tmp_path, build_fixture_report(tmp_path)
+
+
+def build_untrained_report(path, alpha=0.05):
+    """The report of ``path``'s run (build_fixture_report), had its experiment had 3 pairs below
+    pairs.min_pairs 8: no DPO model. Written to ``path``/untrained."""
     from faithdpo.io import read_parquet, write_json, write_parquet
     from faithdpo.pairs import selection_summary
     from faithdpo.report import build_report
 
-    path, _ = report_dir
     out = path / "untrained"
     write_json(selection_summary("best_vs_worst", 30, 4, {"no badness-0 candidate": 25, "no candidate with a "
                                  "hallucination": 1}, {"below_min_margin": 1}, 3, 8), path / "selection3.json")
@@ -123,5 +140,11 @@ def untrained_report_dir(report_dir):
     metrics = build_report(str(path / "base.parquet"), None, str(path / "data.parquet"), str(path / "pairs3.parquet"),
                            None, str(out / "report.md"), str(out / "m.json"), str(out / "figures"),
                            config={"model": {"name": "tiny"}, "experiment": "bvw", "pairs": {"strategy": "best_vs_worst"}}, data_stats=stats,
-                           prompts=prompts, selection=str(path / "selection3.json"))
+                           prompts=prompts, selection=str(path / "selection3.json"), alpha=alpha)
     return out, metrics
+
+
+@pytest.fixture
+def untrained_report_dir(report_dir):
+    """The same run, but its experiment had 3 pairs below pairs.min_pairs 8: no DPO model."""
+    return build_untrained_report(report_dir[0])

@@ -3,14 +3,17 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from conftest import TEMPLATE
+from faithdpo import generation
 from faithdpo.corpus import generate_corpus
 from faithdpo.generation import (
+    Engine,
     GenerationConfig,
     cut_at_stop,
     generate_file,
@@ -76,6 +79,16 @@ def test_k_sampled_candidates_per_article_in_input_order(tiny_model_dir, prompts
     assert not list(tmp_path.glob(".*.progress")), "progress is removed once the output is written"
 
 
+def test_the_seed_sets_the_samples(tiny_model_dir, prompts, tmp_path):
+    """Another seed draws other samples, and the same one again the same (the other tests use seed 0)."""
+    seeded = {**SAMPLING, "seed": 7}
+    first = generate_file(str(prompts), tiny_model_dir, str(tmp_path / "a.parquet"), batch_size=4, **seeded)
+    again = generate_file(str(prompts), tiny_model_dir, str(tmp_path / "b.parquet"), batch_size=4, **seeded)
+    seed0 = generate_file(str(prompts), tiny_model_dir, str(tmp_path / "c.parquet"), batch_size=4, **SAMPLING)
+    pd.testing.assert_frame_equal(first, again)
+    assert list(first["summary"]) != list(seed0["summary"])
+
+
 def test_greedy_output_does_not_depend_on_batching(tiny_model_dir, prompts, tmp_path):
     one = generate_file(str(prompts), tiny_model_dir, str(tmp_path / "one.parquet"), max_new_tokens=16, batch_size=1)
     many = generate_file(str(prompts), tiny_model_dir, str(tmp_path / "six.parquet"), max_new_tokens=16, batch_size=6,
@@ -116,10 +129,17 @@ def test_vllm_engine_without_vllm_says_how_to_install(tiny_model_dir, prompts, t
         generate_file(str(prompts), tiny_model_dir, str(tmp_path / "v.parquet"), engine="vllm", max_new_tokens=4)
 
 
-def test_nf4_generation_on_the_cpu(tiny_model_dir, prompts, tmp_path):
+def test_nf4_generation_on_the_cpu(tiny_model_dir, prompts, tmp_path, monkeypatch):
+    """The summaries come from 4-bit NF4 weights, not from the full-precision model."""
+    engines = []
+    load = generation.load_engine
+    monkeypatch.setattr(generation, "load_engine", lambda *args: engines.append(load(*args)) or engines[-1])
     out = generate_file(str(prompts), tiny_model_dir, str(tmp_path / "q.parquet"), quantization="nf4",
                         max_new_tokens=8, batch_size=3)
     assert len(out) == 6 and (out["new_tokens"] <= 8).all()
+    four_bit = [m for m in engines[0].model.modules() if type(m).__name__ == "Linear4bit"]
+    assert len(four_bit) == 7  # 1 layer x (q, k, v, o, gate, up, down)
+    assert all(m.weight.quant_state.quant_type == "nf4" for m in four_bit)
 
 
 RUN = """
@@ -156,6 +176,49 @@ def test_killed_generation_resumes_and_equals_an_uninterrupted_run(tiny_model_di
     assert not progress.exists()
     reference = generate_file(str(prompts), tiny_model_dir, str(tmp_path / "ref.parquet"), batch_size=1, **params)
     pd.testing.assert_frame_equal(pd.read_parquet(out), reference)
+
+
+class CountingEngine(Engine):
+    """A stand-in for the model: counts the prompts it is asked to summarize."""
+
+    def __init__(self, config: GenerationConfig):
+        self.config, self.prompts = config, 0
+
+    def count_tokens(self, prompts):
+        return [len(p) for p in prompts]
+
+    def generate(self, ids, prompts):
+        self.prompts += len(ids)
+        return [{"id": i, "candidate": k, "summary": "s", "prompt_tokens": 1, "new_tokens": 1}
+                for i in ids for k in range(self.config.num_return_sequences)]
+
+
+BASE_SETTINGS = dict(do_sample=True, max_new_tokens=8, batch_size=2)
+CHANGED = {"num_return_sequences": 2, "do_sample": False, "temperature": 0.7, "top_p": 0.9, "max_new_tokens": 16,
+           "batch_size": 3, "max_batch_tokens": 4000, "seed": 1, "stop_strings": ["\n"], "engine": "vllm",
+           "quantization": "nf4", "trust_remote_code": True, "shard": "2-of-2"}
+
+
+def test_every_setting_is_checked_against_the_progress():
+    assert set(CHANGED) == {f.name for f in fields(GenerationConfig)} | {"shard"}
+
+
+@pytest.mark.parametrize("setting", CHANGED)
+def test_progress_is_reused_only_under_the_same_settings(setting, prompts, tmp_path, monkeypatch):
+    """Batches left by a run (here: kept as a killed run keeps them) serve a rerun with the same
+    settings, never one where a setting changed: its summaries would differ."""
+    engines = []
+    monkeypatch.setattr(generation, "load_engine", lambda model_dir, config: engines.append(CountingEngine(config))
+                        or engines[-1])
+    monkeypatch.setattr(generation.Progress, "clear", lambda self: None)
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    out = str(tmp_path / "out.parquet")
+    generate_file(str(prompts), str(model_dir), out, **BASE_SETTINGS)
+    generate_file(str(prompts), str(model_dir), out, **BASE_SETTINGS)
+    changed = generate_file(str(prompts), str(model_dir), out, **{**BASE_SETTINGS, setting: CHANGED[setting]})
+    assert [e.prompts for e in engines] == [6, 0, changed["id"].nunique()]
 
 
 def test_progress_from_other_inputs_is_discarded(tiny_model_dir, prompts, tmp_path):

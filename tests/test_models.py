@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from faithdpo.models import check_model_dir, hub_model_dir, load_model, load_tokenizer
@@ -14,6 +15,40 @@ def test_tiny_model_loads_through_the_real_loading_code(tiny_model_dir):
     assert tokenizer.pad_token == tokenizer.eos_token == "<|endoftext|>"
     info = json.loads((Path(tiny_model_dir) / "training_info.json").read_text())
     assert info["final_loss"] < info["first_loss"]  # it did learn something
+
+
+def test_tiny_model_learns_the_summary_only(tmp_path, monkeypatch):
+    """The news training's loss covers " highlights<|endoftext|>" and never the prompt: each
+    row's labelled tokens decode to exactly one story's summary."""
+    from transformers import Qwen2ForCausalLM
+
+    from conftest import TEMPLATE
+    from faithdpo.corpus import synthesize_split
+    from faithdpo.models import EOS, build_tiny_model
+
+    labelled = []
+    forward = Qwen2ForCausalLM.forward
+
+    def recording(self, *args, **kwargs):
+        if kwargs.get("attention_mask") is not None:  # the news batches (the copy warm-up has no mask)
+            labelled.extend(zip(kwargs["input_ids"], kwargs["labels"]))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(Qwen2ForCausalLM, "forward", recording)
+    corpus = tmp_path / "pretrain.parquet"
+    synthesize_split(str(corpus), "pretrain", 8, seed=0)
+    build_tiny_model(str(corpus), str(tmp_path / "model"), TEMPLATE, vocab_size=400, hidden_size=32, num_layers=1,
+                     num_heads=2, num_kv_heads=1, intermediate_size=64, epochs=1, batch_size=4, max_length=2048,
+                     copy_warmup_steps=0)
+    tokenizer = load_tokenizer(str(tmp_path / "model"))
+    summaries = sorted(" " + h + EOS for h in pd.read_parquet(corpus)["highlights"])
+    assert len(labelled) == len(summaries)
+    decoded = []
+    for ids, labels in labelled:
+        kept = labels != -100
+        assert (labels[kept] == ids[kept]).all()
+        decoded.append(tokenizer.decode(labels[kept]))
+    assert sorted(decoded) == summaries
 
 
 def test_model_dir_without_safetensors_names_the_fix(tmp_path):

@@ -156,9 +156,15 @@ def test_select_pairs_stores_token_lengths(tiny_model_dir, tmp_path):
     pairs = select_pairs(paths["scores"], paths["prompts"], paths["data"], tiny_model_dir, str(tmp_path / "p.parquet"),
                          str(tmp_path / "selection.json"))
     tokenizer = load_tokenizer(tiny_model_dir)
-    assert list(pairs["rejected_tokens"]) == [len(tokenizer(t, add_special_tokens=False)["input_ids"])
-                                              for t in pairs["rejected"]]
-    assert (pairs["chosen_tokens"] > 0).all()
+
+    def count(text):
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    # the chosen texts are the highlights as completions, each shorter than its rejected text
+    assert list(pairs["chosen"]) == [" hz", " hx"] and list(pairs["rejected"]) == [" z0 worst", " x1 bad"]
+    assert count(" hz") < count(" z0 worst") and count(" hx") < count(" x1 bad")
+    assert list(pairs["chosen_tokens"]) == [count(t) for t in pairs["chosen"]]
+    assert list(pairs["rejected_tokens"]) == [count(t) for t in pairs["rejected"]]
     assert pd.read_parquet(tmp_path / "p.parquet").equals(pairs)
 
 

@@ -6,6 +6,7 @@ import matplotlib.image
 import pandas as pd
 import pytest
 
+from conftest import FEWER_NUMBERS, REPORT_N, build_fixture_report, build_untrained_report
 from faithdpo.report import mark
 
 def test_bad_rows_and_over_budget_articles_are_counted(report_dir):
@@ -16,7 +17,25 @@ def test_bad_rows_and_over_budget_articles_are_counted(report_dir):
     assert "| | train | validation |" in report
     assert "| Bad rows left out: duplicate id | 2 | 0 |" in report
     assert "| Bad rows left out: empty or non string article | 1 | 0 |" in report
+    assert "| Bad rows left out: empty or non string highlights | 0 | 4 |" in report
     assert "| Articles over the prompt budget, truncated | 0 | 2 |" in report
+    assert "| Articles over the prompt budget, left out | 0 | 0 |" in report
+
+
+def test_articles_left_out_over_the_budget_are_counted(tmp_path):
+    """Under prompt.over_budget: skip the prompts file lacks the articles over the budget: the
+    data checks count them as the sample (stats) minus the prompts, split by split."""
+    from conftest import write_split_checks
+    from faithdpo.report import data_checks, data_section
+
+    ids = [f"a{i}" for i in range(REPORT_N)]
+    files = [write_split_checks(tmp_path, "train", 90, {}, ids[3:]), write_split_checks(tmp_path, "validation", 90, {}, ids)]
+    checks = data_checks([stats for stats, _ in files], [prompts for _, prompts in files])
+    assert [c["over_budget_skipped"] for c in checks.values()] == [3, 0]
+    section = data_section(checks, "skip")
+    assert "| Articles over the prompt budget, left out | 3 | 0 |" in section
+    assert "| Articles over the prompt budget, truncated | 0 | 0 |" in section
+    assert "Bad rows follow `data.on_bad_row`, over-long articles `prompt.over_budget` (here: skip)." in section
 
 
 def test_rates_intervals_tests_and_verdicts(report_dir):
@@ -31,6 +50,65 @@ def test_rates_intervals_tests_and_verdicts(report_dir):
     assert "| Entity Hallucination Rate | 100.0% [100.0, 100.0] | 33.3% [" in report
     assert "- **Entity Hallucination Rate**: improved (-66.7 pp [" in report
     assert json.loads((path / "m.json").read_text())["dpo"]["entity_rate"] == pytest.approx(1 / 3)
+
+
+def fixture_values(path, column):
+    """A score column of the fixture's base and DPO files, as the report's tests read them."""
+    return [pd.read_parquet(path / f"{side}.parquet")[column].to_numpy(dtype=float) for side in ("base", "dpo")]
+
+
+def test_p_values_are_those_scipy_computes_for_the_fixture(tmp_path):
+    """DPO changes every metric here (numbers too: 7 summaries lose theirs, 1 gains one), so each
+    printed p-value must be the exact McNemar (binomial) or Wilcoxon p-value of the fixture."""
+    from scipy.stats import binomtest, wilcoxon
+
+    metrics = build_fixture_report(tmp_path, FEWER_NUMBERS)
+    rows = {r["key"]: r for r in metrics["comparison"]}
+    assert (rows["number_rate"]["base"]["value"], rows["number_rate"]["dpo"]["value"]) == (
+        pytest.approx(10 / 30), pytest.approx(4 / 30))
+    assert (rows["number_rate"]["test"], rows["numbers_per_summary"]["test"]) == ("McNemar (exact)",
+                                                                                  "Wilcoxon signed-rank")
+    expected = {"entity_rate": binomtest(0, 20).pvalue, "number_rate": binomtest(1, 8).pvalue,
+                "entities_per_summary": wilcoxon(*fixture_values(tmp_path, "ent_hallucinations")[::-1]).pvalue,
+                "numbers_per_summary": wilcoxon(*fixture_values(tmp_path, "num_hallucinations")[::-1]).pvalue}
+    report = (tmp_path / "report.md").read_text()
+    for key, p in expected.items():
+        assert rows[key]["p_value"] == pytest.approx(p), key
+        assert f"- **{rows[key]['label']}**: " in report and f"p = {p:.3g})" in report, key
+        assert f"| {p:.3g} | {rows[key]['verdict']}" in report, key
+
+
+def test_alpha_sets_the_verdicts_and_the_interval_wording(tmp_path, monkeypatch):
+    """The number rows' p-values (0.070, 0.057) lie between 0.05 and 0.1: report.alpha 0.1 turns
+    them into improvements and makes every interval, and its wording, a 90% one, trained or not."""
+    from faithdpo import figures
+    from faithdpo.stats import mcnemar_mde, mean_interval, paired_bootstrap
+
+    titles = []
+    save = figures._save
+    monkeypatch.setattr(figures, "_save", lambda fig, path: titles.append(fig.get_suptitle()) or save(fig, path))
+    for alpha, number_verdict, percent in ((0.05, "no significant change", "95%"), (0.1, "improved", "90%")):
+        out = tmp_path / f"alpha{alpha}"
+        out.mkdir()
+        rows = {r["key"]: r for r in build_fixture_report(out, FEWER_NUMBERS, alpha)["comparison"]}
+        assert rows["number_rate"]["verdict"] == rows["numbers_per_summary"]["verdict"] == number_verdict
+        assert rows["entity_rate"]["mde"] == pytest.approx(mcnemar_mde(REPORT_N, 20, alpha))
+        base, dpo = fixture_values(out, "num_hallucinations")
+        ci = paired_bootstrap(base > 0, dpo > 0, confidence=1 - alpha, resamples=2000, seed=0)
+        assert (rows["number_rate"]["delta"]["low"], rows["number_rate"]["delta"]["high"]) == (
+            pytest.approx(ci["delta"].low), pytest.approx(ci["delta"].high))
+        report = (out / "report.md").read_text()
+        assert f"| Verdict (alpha {alpha:g}) |" in report
+        assert f"Brackets: {percent} paired bootstrap intervals" in report
+        assert f"- **Number Hallucination Rate**: {number_verdict}" in report
+        assert f"Hallucination on the validation sample ({percent} paired bootstrap intervals)" in titles
+        untrained_out, untrained = build_untrained_report(out, alpha)
+        base_rate = {r["key"]: r for r in untrained["comparison"]}["number_rate"]["base"]
+        base_ci = mean_interval(base > 0, 1 - alpha, 2000, 0)
+        assert (base_rate["low"], base_rate["high"]) == (pytest.approx(base_ci.low), pytest.approx(base_ci.high))
+        assert f"Brackets: {percent} bootstrap intervals" in (untrained_out / "report.md").read_text()
+        assert f"Hallucination on the validation sample ({percent} bootstrap intervals)" in titles
+    assert rows["number_rate"]["p_value"] == pytest.approx(0.0703125)  # between the two alphas
 
 
 def test_quality_confounds_and_training_warnings(report_dir):

@@ -1,14 +1,16 @@
 """DPO training through the real code path: TRL DPOTrainer, LoRA on q/k/v/o, 4-bit NF4 on the CPU."""
 
 import json
+from dataclasses import fields
 
 import pandas as pd
 import pytest
 
 from conftest import TEMPLATE
+from faithdpo import training
 from faithdpo.corpus import generate_corpus
 from faithdpo.io import write_parquet
-from faithdpo.training import train_dpo
+from faithdpo.training import TrainingConfig, dpo_config, train_dpo
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +49,60 @@ def test_dpo_trains_a_lora_adapter_and_logs_rewards(tiny_model_dir, pairs, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "log_history.json"]
 
 
+LOSS_SETTINGS = {"beta": 0.3, "loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 0.5], "ld_alpha": 0.5}
+
+
+@pytest.mark.parametrize("setting", LOSS_SETTINGS)
+def test_loss_settings_reach_the_dpo_config(setting, tmp_path):
+    """Each loss setting, at a value other than TRL's default, is the one the trainer gets."""
+    from trl import DPOConfig
+
+    args = dpo_config(TrainingConfig(**LOSS_SETTINGS), str(tmp_path), on_gpu=False)
+    assert getattr(args, setting) == LOSS_SETTINGS[setting]
+    assert getattr(DPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False), setting) != LOSS_SETTINGS[setting]
+
+
+class Stamped(Exception):
+    """Raised in place of training once train_dpo has the fingerprint of its checkpoint folder."""
+
+
+@pytest.fixture
+def checkpoint_fingerprint(tiny_model_dir, pairs, tmp_path, monkeypatch):
+    """The fingerprint that train_dpo stamps on its checkpoint folder under given settings (no training)."""
+    def stamp(directory, fingerprint):
+        raise Stamped(fingerprint)
+
+    monkeypatch.setattr(training, "progress_dir", stamp)
+
+    def fingerprint(**params):
+        with pytest.raises(Stamped) as stamped:
+            train_dpo(str(pairs), tiny_model_dir, str(tmp_path / "adapter"), str(tmp_path / "h.json"), **params)
+        return stamped.value.args[0]
+
+    return fingerprint
+
+
+CHANGED_TRAINING = {
+    "quantization": "none", "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.1, "lora_target_modules": ["q_proj"],
+    "per_device_train_batch_size": 1, "gradient_accumulation_steps": 2, "max_length": 512, "learning_rate": 1e-5,
+    "lr_scheduler_type": "linear", "warmup_steps": 0.1, "num_train_epochs": 3, "beta": 0.3, "loss_type": ["ipo"],
+    "loss_weights": [0.5], "ld_alpha": 0.5, "logging_steps": 2, "gradient_checkpointing": False, "save_steps": 10,
+    "seed": 1, "trust_remote_code": True,
+}
+
+
+def test_every_training_setting_is_checked_against_the_checkpoints():
+    assert set(CHANGED_TRAINING) == {f.name for f in fields(TrainingConfig)}
+
+
+@pytest.mark.parametrize("setting", CHANGED_TRAINING)
+def test_checkpoints_are_resumed_only_under_the_same_settings(setting, checkpoint_fingerprint):
+    """A rerun resumes the checkpoints stamped with its fingerprint: the same settings give the same
+    one, and a change to any setting another (the run would otherwise go on from other training)."""
+    assert checkpoint_fingerprint() == checkpoint_fingerprint()
+    assert checkpoint_fingerprint(**{setting: CHANGED_TRAINING[setting]}) != checkpoint_fingerprint()
+
+
 def test_no_pairs_is_a_clear_error(tiny_model_dir, tmp_path):
     empty = tmp_path / "empty.parquet"
     write_parquet(pd.DataFrame({"prompt": [], "chosen": [], "rejected": []}, dtype=str), empty)
@@ -58,7 +114,7 @@ def test_no_pairs_is_a_clear_error(tiny_model_dir, tmp_path):
 RUN = """
 import sys
 from faithdpo.logs import setup_logging
-from faithdpo.training import train_dpo
+from faithdpo.training import TrainingConfig, dpo_config, train_dpo
 setup_logging(sys.argv[5])
 train_dpo(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], **{params!r})
 """

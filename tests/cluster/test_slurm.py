@@ -29,20 +29,41 @@ def slurm_missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def slurm_cluster(tmp_path_factory):
+def skip_unless_ci(reason: str) -> None:
+    """Skip where the cluster cannot start, but fail under CI (.ci/run sets CI): CI must run this test."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run the cluster test: {reason}")
+    pytest.skip(reason)
+
+
+def start_cluster(directory: Path) -> None:
     reason = slurm_missing()
     if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the cluster test: {reason}")
-        pytest.skip(reason)
-    cluster = tmp_path_factory.mktemp("slurm")
-    started = subprocess.run(["bash", str(HERE / "start_slurm.sh"), str(cluster)], capture_output=True, text=True)
+        skip_unless_ci(reason)
+    started = subprocess.run(["bash", str(HERE / "start_slurm.sh"), str(directory)], capture_output=True, text=True)
     if started.returncode == 2:  # a real SLURM config is there: leave it alone
-        pytest.skip(started.stderr.strip())
+        skip_unless_ci(started.stderr.strip())
     assert started.returncode == 0, started.stdout + started.stderr
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    cluster = tmp_path_factory.mktemp("slurm")
+    start_cluster(cluster)
     yield cluster
     subprocess.run(["bash", str(HERE / "stop_slurm.sh"), str(cluster)], check=False)
+
+
+@pytest.mark.parametrize("ci, outcome", [("1", pytest.fail.Exception), ("", pytest.skip.Exception)])
+def test_a_slurm_config_not_ours_fails_under_ci_and_skips_elsewhere(ci, outcome, monkeypatch, tmp_path):
+    """start_slurm.sh leaves a SLURM config that it did not write alone (exit 2): a skip there would
+    let CI pass without the cluster test. Nothing is started here."""
+    monkeypatch.setenv("CI", ci)
+    monkeypatch.setitem(globals(), "slurm_missing", lambda: None)
+    refused = subprocess.CompletedProcess([], 2, "", "refusing to overwrite /etc/slurm/slurm.conf")
+    monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: refused)
+    with pytest.raises(outcome, match="refusing to overwrite /etc/slurm/slurm.conf"):
+        start_cluster(tmp_path)
 
 
 def slurm_jobs(text: str) -> list[str]:
