@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 OUTPUT_COLUMNS = ["id", "candidate", "summary", "prompt_tokens", "new_tokens"]
 OUTPUT_TYPES = {"candidate": "int64", "prompt_tokens": "int64", "new_tokens": "int64"}
 ENGINES = ("hf", "vllm")
+DTYPES = ("float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,10 @@ class GenerationConfig:
     stop_strings: list[str] = field(default_factory=list)
     engine: str = "hf"
     quantization: str = "none"  # none | nf4 (HF engine: 4-bit weights for a small GPU)
+    # Weights and compute: None = the device's (bf16 on a GPU, fp32 on the CPU). Evaluation
+    # uses float32 (generation.eval_dtype): the DPO model's merged float32 weights hold changes
+    # that bf16 would round away.
+    dtype: str | None = None
     trust_remote_code: bool = False
 
     def __post_init__(self):
@@ -56,6 +61,8 @@ class GenerationConfig:
             raise ValueError("generation: num_return_sequences > 1 needs sampling (do_sample: true)")
         if self.engine not in ENGINES:
             raise ValueError(f"generation.engine = {self.engine!r}; allowed: {', '.join(ENGINES)}")
+        if self.dtype not in (None, *DTYPES):
+            raise ValueError(f"generation dtype = {self.dtype!r}; allowed: {', '.join(DTYPES)}")
 
 
 def cut_at_stop(text: str, stop_strings: Sequence[str]) -> str:
@@ -129,7 +136,7 @@ class HFEngine(Engine):
         self.config = config
         self.tokenizer = load_tokenizer(model_dir, padding_side="left")
         self.model = load_model(model_dir, trust_remote_code=config.trust_remote_code,
-                                quantization=config.quantization)
+                                quantization=config.quantization, dtype=config.dtype)
 
     def generate(self, ids: list[str], prompts: list[str]) -> list[dict]:
         import torch
@@ -180,7 +187,7 @@ class VLLMEngine(Engine):
 
         check_model_dir(model_dir)
         self.config = config
-        self.llm = LLM(model=model_dir, dtype="bfloat16", seed=config.seed,
+        self.llm = LLM(model=model_dir, dtype=config.dtype or "bfloat16", seed=config.seed,
                        trust_remote_code=config.trust_remote_code)
         self.tokenizer = self.llm.get_tokenizer()
 

@@ -54,8 +54,9 @@ def load_tokenizer(path: str, padding_side: str = "left"):
     return tok
 
 
-def load_model(path: str, trust_remote_code: bool = False, quantization: str = "none"):
-    """Load a causal LM for inference from safetensors: bf16 on a GPU, fp32 on the CPU."""
+def load_model(path: str, trust_remote_code: bool = False, quantization: str = "none", dtype: str | None = None):
+    """Load a causal LM for inference from safetensors: ``dtype`` ("float32", "bfloat16"), or
+    by default bf16 on a GPU and fp32 on the CPU."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -65,6 +66,8 @@ def load_model(path: str, trust_remote_code: bool = False, quantization: str = "
         kwargs.update(dtype=torch.bfloat16, attn_implementation="sdpa", device_map="cuda")
     else:
         kwargs.update(dtype=torch.float32)
+    if dtype is not None:
+        kwargs["dtype"] = getattr(torch, dtype)
     if quantization == "nf4":
         kwargs["quantization_config"] = nf4_config()
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)

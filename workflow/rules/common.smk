@@ -189,7 +189,8 @@ def generation_params(model=None):
         seed=config["seed"], trust_remote_code=config["model"]["trust_remote_code"]
     )
     if model is not None:
-        return common
+        # both models, so that base vs DPO differ by the adapter alone (see merge_adapter)
+        return {**common, "dtype": gen["eval_dtype"]}
     return {**common, **gen["candidates"], "do_sample": True}
 
 
