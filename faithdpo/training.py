@@ -58,8 +58,17 @@ class TrainingConfig:
             raise ValueError(f"training.adapter_dtype = {self.adapter_dtype!r}; allowed: {', '.join(ADAPTER_DTYPES)}")
 
 
+def precision(dtype: str) -> dict:
+    """The trainer's mixed-precision flags for the machine's compute dtype (models.compute_dtype)."""
+    return {"bf16": dtype == "bfloat16", "fp16": dtype == "float16"}
+
+
 def dpo_config(cfg: TrainingConfig, output_dir: str, on_gpu: bool):
     from trl import DPOConfig
+
+    from faithdpo.models import compute_dtype
+
+    dtype = compute_dtype()
 
     return DPOConfig(
         output_dir=output_dir,
@@ -76,8 +85,9 @@ def dpo_config(cfg: TrainingConfig, output_dir: str, on_gpu: bool):
         ld_alpha=cfg.ld_alpha,
         logging_steps=cfg.logging_steps,
         disable_dropout=cfg.disable_dropout,
-        # DPOConfig defaults to bf16 and gradient checkpointing; the CPU wants neither.
-        bf16=on_gpu,
+        # DPOConfig defaults to bf16 and gradient checkpointing; the CPU wants neither, and a GPU
+        # without bf16 gets fp16.
+        **precision(dtype),
         gradient_checkpointing=cfg.gradient_checkpointing and on_gpu,
         use_cpu=not on_gpu,
         seed=cfg.seed,
@@ -88,7 +98,7 @@ def dpo_config(cfg: TrainingConfig, output_dir: str, on_gpu: bool):
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
-        model_init_kwargs={"dtype": "bfloat16" if on_gpu else "float32", "use_safetensors": True,
+        model_init_kwargs={"dtype": dtype, "use_safetensors": True,
                            "trust_remote_code": cfg.trust_remote_code},
     )
 
@@ -151,20 +161,22 @@ def build_trainer(cfg: TrainingConfig, df, model_dir: str, output_dir: str, on_g
     return trainer
 
 
-def train_dpo(pairs: str, model_dir: str, adapter_dir: str, log_history: str, **params) -> list[dict]:
+def train_dpo(pairs: str, model_dir: str, adapter_dir: str, log_history: str, device: str = "cpu",
+              rule: str = "train_dpo", **params) -> list[dict]:
     """Train a LoRA adapter with DPO on ``pairs`` (prompt/chosen/rejected); save it and the log.
 
-    Checkpoints go to a folder beside the adapter every ``save_steps`` steps; a rerun after
-    a kill resumes from the last complete one (same inputs only) instead of step 0.
+    ``device: cuda`` stops at once without a CUDA device (models.require_device). Checkpoints
+    go to a folder beside the adapter every ``save_steps`` steps; a rerun after a kill resumes
+    from the last complete one (same inputs only) instead of step 0.
     """
-    from faithdpo.models import check_model_dir, device
+    from faithdpo.models import check_model_dir, require_device
 
+    on_gpu = require_device(device, rule) == "cuda"
     cfg = TrainingConfig(**params)
     check_model_dir(model_dir)
     df = read_parquet(pairs, ["prompt", "chosen", "rejected"])
     if df.empty:
         raise ValueError(f"{pairs} holds no preference pairs: every candidate had badness 0, nothing to train on")
-    on_gpu = device() == "cuda"
     # The trainer's checkpoints, beside the adapter (see io.progress_dir).
     checkpoints = progress_dir(Path(adapter_dir).with_name(f".{Path(adapter_dir).name}.checkpoints"),
                                inputs_fingerprint([pairs], model_dir, asdict(cfg)))

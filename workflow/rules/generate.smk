@@ -12,7 +12,7 @@ rule generate_candidates:
     log:
         f"{OUT}/logs/generate_candidates/{{scatteritem}}.log",
     conda:
-        "../../envs/gpu.yaml"
+        generation_env()
     threads: config["resources"]["gpu_threads"]
     resources:
         **gpu_resources(),
@@ -53,7 +53,7 @@ rule generate_eval:
     log:
         "{xdir}/logs/generate_eval/{model}.{scatteritem}.log",
     conda:
-        "../../envs/gpu.yaml"
+        generation_env()
     threads: config["resources"]["gpu_threads"]
     resources:
         **gpu_resources(),

@@ -12,5 +12,6 @@ generate_file(
     snakemake.input.model,
     snakemake.output[0],
     shard=snakemake.wildcards.scatteritem,
+    rule=snakemake.rule,
     **snakemake.params.generation,
 )

@@ -12,5 +12,6 @@ train_dpo(
     snakemake.input.model,
     snakemake.output.adapter,
     snakemake.output.log_history,
+    rule=snakemake.rule,
     **snakemake.params.training,
 )
