@@ -134,7 +134,7 @@ def main() -> None:
         try:
             from faithdpo.generation import VLLMEngine
 
-            vconfig = GenerationConfig(**base, engine="vllm", batch_size=n)
+            vconfig = GenerationConfig(**base, engine="vllm", vllm_batch_size=n)
             results["vLLM"] = run(VLLMEngine(model_dir, vconfig), prompts, vconfig)
         except RuntimeError as exc:
             print(f"(vLLM skipped: {exc})")

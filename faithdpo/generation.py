@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 OUTPUT_COLUMNS = ["id", "candidate", "summary", "prompt_tokens", "new_tokens"]
 OUTPUT_TYPES = {"candidate": "int64", "prompt_tokens": "int64", "new_tokens": "int64"}
 ENGINES = ("hf", "vllm")
+DTYPES = ("float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -41,31 +42,77 @@ class GenerationConfig:
     do_sample: bool = False
     temperature: float = 1.0
     top_p: float = 1.0
+    # Only the k most likely tokens are sampled; 0 = off. transformers applies 50 unless told
+    # otherwise and vLLM none, so it is passed to both engines explicitly.
+    top_k: int = 50
     max_new_tokens: int = 128
-    batch_size: int = 8  # prompts per batch at most
+    batch_size: int = 8  # prompts per batch at most (HF engine)
+    # vLLM batches by itself (up to max_num_seqs = 256 sequences at once by default): hand it
+    # hundreds of prompts per call, or it idles between calls. Also the checkpoint unit.
+    vllm_batch_size: int = 256
     # Padded tokens per batch at most: prompts x K x (longest prompt + max_new_tokens).
     max_batch_tokens: int | None = None
     seed: int = 0
     stop_strings: list[str] = field(default_factory=list)
     engine: str = "hf"
     quantization: str = "none"  # none | nf4 (HF engine: 4-bit weights for a small GPU)
+    # Weights and compute: None = the device's (bf16 on a GPU, fp32 on the CPU). Evaluation
+    # uses float32 (generation.eval_dtype): the DPO model's merged float32 weights hold changes
+    # that bf16 would round away.
+    dtype: str | None = None
     trust_remote_code: bool = False
+
+    @property
+    def prompts_per_batch(self) -> int:
+        """Prompts per batch of the plan: ``vllm_batch_size`` for vLLM, ``batch_size`` for HF."""
+        return self.vllm_batch_size if self.engine == "vllm" else self.batch_size
 
     def __post_init__(self):
         if self.num_return_sequences > 1 and not self.do_sample:
             raise ValueError("generation: num_return_sequences > 1 needs sampling (do_sample: true)")
         if self.engine not in ENGINES:
             raise ValueError(f"generation.engine = {self.engine!r}; allowed: {', '.join(ENGINES)}")
+        if self.dtype not in (None, *DTYPES):
+            raise ValueError(f"generation dtype = {self.dtype!r}; allowed: {', '.join(DTYPES)}")
+
+
+def _first_stop(text: str, stop_strings: Sequence[str]) -> tuple[int, int]:
+    """Where the first stop string starts and ends in ``text``; (len, len) when none occurs."""
+    found = (len(text), len(text))
+    for stop in stop_strings:
+        pos = text.find(stop)
+        if 0 <= pos < found[0]:
+            found = (pos, pos + len(stop))
+    return found
 
 
 def cut_at_stop(text: str, stop_strings: Sequence[str]) -> str:
-    """Cut ``text`` at the first stop string and strip surrounding whitespace."""
-    cut = len(text)
-    for stop in stop_strings:
-        pos = text.find(stop)
-        if 0 <= pos < cut:
-            cut = pos
-    return text[:cut].strip()
+    """Cut ``text`` at the first stop string after its leading whitespace, and strip it.
+
+    Both engines already end a row at its first stop (an opening stop leaves it empty); this cut
+    also serves text generated without them. An empty summary is a failure (quality.is_failed),
+    never a clean one.
+    """
+    text = text.lstrip()
+    return text[: _first_stop(text, stop_strings)[0]].strip()
+
+
+def tokens_to_stop(decode, seq: Sequence[int], stop_strings: Sequence[str]) -> int:
+    """How many tokens of ``seq`` the summary took: up to the one that completes the first stop
+    string (as ``cut_at_stop`` finds it), or all of them when none occurs."""
+    text = decode(seq)
+    lead = len(text) - len(text.lstrip())
+    _, end = _first_stop(text[lead:], stop_strings)
+    if lead + end >= len(text):
+        return len(seq)
+    low, high = 1, len(seq)  # the fewest tokens whose text reaches the stop's end
+    while low < high:
+        mid = (low + high) // 2
+        if len(decode(seq[:mid])) >= lead + end:
+            high = mid
+        else:
+            low = mid + 1
+    return low
 
 
 def batch_seed(seed: int, first_id: str) -> int:
@@ -108,6 +155,23 @@ def order_rows(rows: pd.DataFrame, ids: Sequence[str]) -> pd.DataFrame:
     return rows.reset_index(drop=True)[OUTPUT_COLUMNS].astype(OUTPUT_TYPES)
 
 
+def hf_sampling(cfg: GenerationConfig) -> dict:
+    """The decoding arguments of transformers' ``generate`` (top_k 0 is off there)."""
+    if cfg.do_sample:
+        return {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": cfg.top_k}
+    return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+
+
+def vllm_sampling(cfg: GenerationConfig, prompt_id: str) -> dict:
+    """vLLM's ``SamplingParams`` for one prompt: the same distribution as ``hf_sampling``
+    (top_k -1 is off in every vLLM version), seeded per prompt."""
+    return {"n": cfg.num_return_sequences, "temperature": cfg.temperature if cfg.do_sample else 0.0,
+            "top_p": cfg.top_p if cfg.do_sample else 1.0,
+            "top_k": cfg.top_k if cfg.do_sample and cfg.top_k > 0 else -1,
+            "max_tokens": cfg.max_new_tokens, "seed": batch_seed(cfg.seed, prompt_id),
+            "stop": list(cfg.stop_strings) or None}
+
+
 class Engine:
     """What the batch loop needs of an engine: ``count_tokens`` (for the plan) and ``generate``."""
 
@@ -129,33 +193,34 @@ class HFEngine(Engine):
         self.config = config
         self.tokenizer = load_tokenizer(model_dir, padding_side="left")
         self.model = load_model(model_dir, trust_remote_code=config.trust_remote_code,
-                                quantization=config.quantization)
+                                quantization=config.quantization, dtype=config.dtype)
 
     def generate(self, ids: list[str], prompts: list[str]) -> list[dict]:
         import torch
 
         cfg, tok = self.config, self.tokenizer
-        sampling = (
-            {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p}
-            if cfg.do_sample
-            else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-        )
+        sampling = hf_sampling(cfg)
+        # A row stops at its first stop string (generate needs the tokenizer to find them).
+        stops = {"stop_strings": list(cfg.stop_strings), "tokenizer": tok} if cfg.stop_strings else {}
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
         torch.manual_seed(batch_seed(cfg.seed, ids[0]))
         with torch.inference_mode():
             out = self.model.generate(**enc, max_new_tokens=cfg.max_new_tokens,
                                       num_return_sequences=cfg.num_return_sequences,
-                                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **sampling)
+                                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                                      **sampling, **stops)
         width, k = enc["input_ids"].shape[1], cfg.num_return_sequences
         prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
+        decode = lambda seq: tok.decode(seq, skip_special_tokens=True)  # noqa: E731
         rows = []
         for j, seq in enumerate(out[:, width:].tolist()):
             if tok.eos_token_id in seq:
                 seq = seq[: seq.index(tok.eos_token_id)]
             seq = [t for t in seq if t != tok.pad_token_id]
             rows.append({"id": ids[j // k], "candidate": j % k,
-                         "summary": cut_at_stop(tok.decode(seq, skip_special_tokens=True), cfg.stop_strings),
-                         "prompt_tokens": int(prompt_lens[j // k]), "new_tokens": len(seq)})
+                         "summary": cut_at_stop(decode(seq), cfg.stop_strings),
+                         "prompt_tokens": int(prompt_lens[j // k]),
+                         "new_tokens": tokens_to_stop(decode, seq, cfg.stop_strings)})
         return rows
 
 
@@ -163,7 +228,8 @@ class VLLMEngine(Engine):
     """vLLM (an optional extra, GPU only), same outputs schema as the HF engine.
 
     Each prompt carries its own sampling seed, so outputs do not depend on batching;
-    ``batch_size`` is the number of prompts handed to vLLM (and checkpointed) at once.
+    ``vllm_batch_size`` (hundreds) is the number of prompts handed to vLLM (and checkpointed)
+    at once.
     Adapters are merged beforehand (rule merge_adapter): serving through LoRA would cost
     30-50% throughput and need ``max_lora_rank`` >= r (vLLM's default is 16).
     """
@@ -180,7 +246,9 @@ class VLLMEngine(Engine):
 
         check_model_dir(model_dir)
         self.config = config
-        self.llm = LLM(model=model_dir, dtype="bfloat16", seed=config.seed,
+        from faithdpo.models import compute_dtype
+
+        self.llm = LLM(model=model_dir, dtype=config.dtype or compute_dtype(), seed=config.seed,
                        trust_remote_code=config.trust_remote_code)
         self.tokenizer = self.llm.get_tokenizer()
 
@@ -188,12 +256,7 @@ class VLLMEngine(Engine):
         from vllm import SamplingParams
 
         cfg = self.config
-        params = [
-            SamplingParams(n=cfg.num_return_sequences, temperature=cfg.temperature if cfg.do_sample else 0.0,
-                           top_p=cfg.top_p if cfg.do_sample else 1.0, max_tokens=cfg.max_new_tokens,
-                           seed=batch_seed(cfg.seed, pid), stop=list(cfg.stop_strings) or None)
-            for pid in ids
-        ]
+        params = [SamplingParams(**vllm_sampling(cfg, pid)) for pid in ids]
         outputs = self.llm.generate([{"prompt_token_ids": self.tokenizer(p, add_special_tokens=False)["input_ids"]}
                                      for p in prompts], params, use_tqdm=False)
         return [{"id": pid, "candidate": j, "summary": cut_at_stop(c.text, cfg.stop_strings),
@@ -231,7 +294,7 @@ def generate_summaries(engine, prompts: pd.DataFrame, config: GenerationConfig, 
     from tqdm.auto import tqdm
 
     ids, texts = [str(i) for i in prompts["id"]], list(prompts["prompt"])
-    batches = plan_batches(engine.count_tokens(texts), config.batch_size, config.max_batch_tokens,
+    batches = plan_batches(engine.count_tokens(texts), config.prompts_per_batch, config.max_batch_tokens,
                            config.num_return_sequences, config.max_new_tokens)
     mine = list(range(shard[0], len(batches), shard[1]))
     done = progress.load(mine) if progress else {}
@@ -259,8 +322,14 @@ def generate_summaries(engine, prompts: pd.DataFrame, config: GenerationConfig, 
     return order_rows(rows, ids)
 
 
-def generate_file(prompts: str, model_dir: str, output: str, shard: str = "1-of-1", **params) -> pd.DataFrame:
-    """Generate one shard's summaries of a prompts parquet; write them, resuming earlier progress."""
+def generate_file(prompts: str, model_dir: str, output: str, shard: str = "1-of-1", device: str = "cpu",
+                  rule: str = "generate", **params) -> pd.DataFrame:
+    """Generate one shard's summaries of a prompts parquet; write them, resuming earlier progress.
+
+    ``device: cuda`` stops at once without a CUDA device (models.require_device)."""
+    from faithdpo.models import require_device
+
+    require_device(device, rule)
     config = GenerationConfig(**params)
     where = parse_shard(shard)
     prompts_df = read_parquet(prompts, ["id", "prompt"])

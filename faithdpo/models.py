@@ -25,6 +25,44 @@ def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+DEVICES = ("cuda", "cpu")
+
+
+def require_device(requested: str, rule: str) -> str:
+    """The device a GPU rule's job runs on; with ``device: cuda`` (the real run) and no CUDA
+    device found, stop at once, naming the rule, the torch build and the fixes: a CPU-only
+    torch in a cluster job would otherwise train in fp32 on the CPU until the time limit.
+    ``device: cpu`` declares a CPU run (the demo): the job uses a GPU only if it finds one."""
+    import torch
+
+    if requested not in DEVICES:
+        raise ValueError(f"device = {requested!r}; allowed: {', '.join(DEVICES)}")
+    found = device()
+    if requested == "cuda" and found != "cuda":
+        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU-only"
+        raise RuntimeError(
+            f"rule {rule}: the config says device: cuda, but this job finds no CUDA device (torch "
+            f"{torch.__version__}, a {build} build; CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}). "
+            "Run it on a GPU node (the SLURM profile's GPU partition), install a CUDA build of torch "
+            "there, or set `device: cpu` in the config to run on the CPU on purpose (slow: the demo does)."
+        )
+    log.info("rule %s runs on %s (config device: %s)", rule, found, requested)
+    return found
+
+
+def compute_dtype() -> str:
+    """The half precision of this machine: bf16 where the GPU supports it, else fp16 (said in
+    the log); fp32 on the CPU."""
+    import torch
+
+    if device() != "cuda":
+        return "float32"
+    if torch.cuda.is_bf16_supported():
+        return "bfloat16"
+    log.warning("%s does not support bf16: computing in fp16 instead", torch.cuda.get_device_name())
+    return "float16"
+
+
 def hub_model_dir(repo_id: str, root: str = "resources/models") -> str:
     """Where download_model puts a hub model: one folder per repo, "org--name"."""
     return os.path.join(root, repo_id.replace("/", "--"))
@@ -54,17 +92,17 @@ def load_tokenizer(path: str, padding_side: str = "left"):
     return tok
 
 
-def load_model(path: str, trust_remote_code: bool = False, quantization: str = "none"):
-    """Load a causal LM for inference from safetensors: bf16 on a GPU, fp32 on the CPU."""
+def load_model(path: str, trust_remote_code: bool = False, quantization: str = "none", dtype: str | None = None):
+    """Load a causal LM for inference from safetensors: ``dtype`` ("float32", "bfloat16"), or
+    by default the machine's (``compute_dtype``: bf16 or fp16 on a GPU, fp32 on the CPU)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     check_model_dir(path)
     kwargs = {"use_safetensors": True, "trust_remote_code": trust_remote_code}
+    kwargs["dtype"] = getattr(torch, dtype or compute_dtype())
     if device() == "cuda":
-        kwargs.update(dtype=torch.bfloat16, attn_implementation="sdpa", device_map="cuda")
-    else:
-        kwargs.update(dtype=torch.float32)
+        kwargs.update(attn_implementation="sdpa", device_map="cuda")
     if quantization == "nf4":
         kwargs["quantization_config"] = nf4_config()
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
@@ -111,7 +149,7 @@ def check_nf4_shapes(model, where: str) -> None:
 
 
 def nf4_config():
-    """4-bit NF4 with double quantisation (QLoRA's recipe); bf16 compute on a GPU."""
+    """4-bit NF4 with double quantisation (QLoRA's recipe); bf16 (or fp16) compute on a GPU."""
     import torch
     from transformers import BitsAndBytesConfig
 
@@ -119,7 +157,7 @@ def nf4_config():
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16 if device() == "cuda" else torch.float32,
+        bnb_4bit_compute_dtype=getattr(torch, compute_dtype()),
     )
 
 

@@ -48,9 +48,10 @@ def worst_candidates(scores: pd.DataFrame) -> pd.DataFrame:
 def cleanest_candidates(scores: pd.DataFrame, highlights: pd.DataFrame) -> pd.DataFrame:
     """One row per article that has a badness-0 candidate: the one closest to the highlights
     by ROUGE-L (ties: lowest index), with its ``rougeL``."""
-    from faithdpo.quality import rouge_f1
+    from faithdpo.quality import is_failed, rouge_f1
 
-    clean = scores[scores["badness"] == 0].merge(highlights[["id", "highlights"]], on="id", how="inner")
+    # An empty, punctuation-only or looping summary has badness 0 but is no faithful summary.
+    clean = scores[(scores["badness"] == 0) & ~scores["summary"].map(is_failed)].merge(highlights[["id", "highlights"]], on="id", how="inner")
     clean = clean.assign(rougeL=rouge_f1(list(clean["summary"]), list(clean["highlights"]))["rougeL"].to_numpy()
                          if len(clean) else [])
     ranked = clean.sort_values(["id", "rougeL", "candidate"], ascending=[True, False, True], kind="stable")
@@ -172,9 +173,15 @@ def build_pairs(strategy: str, scores: pd.DataFrame, prompts: pd.DataFrame, data
 
 def filter_pairs(pairs: pd.DataFrame, min_margin: int = 1, max_length_diff: float | None = None,
                  dedupe: bool = True) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Drop pairs below the badness margin, too different in length (relative, in tokens),
-    or duplicated (identical sides, or a repeat of an earlier pair). Returns the count of each."""
+    """Drop pairs whose chosen side is a failed summary (quality.is_failed), below the badness
+    margin, too different in length (relative, in tokens), or duplicated (identical sides, or a
+    repeat of an earlier pair). Returns the count of each."""
+    from faithdpo.quality import is_failed
+
     dropped = {}
+    keep = ~pairs["chosen"].map(is_failed).astype(bool)
+    dropped["chosen_failed"] = int((~keep).sum())
+    pairs = pairs[keep]
     keep = pairs["rejected_badness"] - pairs["chosen_badness"] >= min_margin
     dropped["below_min_margin"] = int((~keep).sum())
     pairs = pairs[keep]
@@ -222,35 +229,77 @@ def selection_summary(strategy: str, n_articles: int, built: int, without_pair: 
     return summary
 
 
+ON_CUT_TAIL = ("drop", "keep")
+
+
+def chosen_from_cut_tail(pairs: pd.DataFrame, given: pd.DataFrame, full: pd.DataFrame, scorer) -> pd.Series:
+    """True for each pair whose chosen side states an entity or number that the article as the
+    prompt gave it does not support but the full article does: a fact from the cut tail, which
+    DPO would teach the model to state without support. ``given``/``full``: ``id, article``."""
+    cut = given.merge(full, on="id", suffixes=("_given", "_full"))
+    cut = cut[cut["article_given"] != cut["article_full"]]
+    flags = pd.Series(False, index=pairs.index)
+    rows = pairs[pairs["id"].isin(set(cut["id"]))]
+    if rows.empty:
+        return flags
+    rows = rows[["id", "chosen"]].merge(cut, on="id", how="left").set_index(rows.index)
+
+    def unsupported(article_column):
+        scored = scorer.score(pd.DataFrame({"summary": rows["chosen"], "article": rows[article_column],
+                                            "highlights": ""}, index=rows.index))
+        return [set(e) | set(n) for e, n in zip(scored["hallucinated_entities"], scored["hallucinated_numbers"])]
+
+    flags[rows.index] = [bool(g - f) for g, f in zip(unsupported("article_given"), unsupported("article_full"))]
+    return flags
+
+
 def select_pairs(scores: str, prompts: str, data: str, model_dir: str, output: str, selection: str,
                  strategy: str = "highlights_vs_worst", chosen_from: str = "highlights", min_margin: int = 1,
                  max_length_diff: float | None = None, dedupe: bool = True, min_pairs: int = 1,
-                 scoring: dict | None = None, seed: int = 0) -> pd.DataFrame:
+                 on_cut_tail: str = "drop", scoring: dict | None = None, seed: int = 0) -> pd.DataFrame:
     """Read the candidate scores, write the DPO dataset (prompt/chosen/rejected) as parquet,
     and the selection summary (JSON) that decides whether the experiment trains.
 
-    The token lengths of both sides are stored too: the report uses them to show how far
-    length alone could separate the pairs.
+    Every side is judged against the article as the prompt gave it (cut to the token budget);
+    chosen sides stating facts only the cut tail supports are counted, and dropped unless
+    ``on_cut_tail`` is "keep". The token lengths of both sides are stored too: the report uses
+    them to show how far length alone could separate the pairs.
     """
+    from faithdpo.scoring import prompt_references
     from faithdpo.tokens import count_tokens, load_text_tokenizer
 
+    if on_cut_tail not in ON_CUT_TAIL:
+        raise ValueError(f"pairs.on_cut_tail = {on_cut_tail!r}; allowed: {', '.join(ON_CUT_TAIL)}")
     score_df = read_parquet(scores, ["id", "candidate", "summary", "badness"])
-    data_df = read_parquet(data, ["id", "article", "highlights"])
+    full_df = read_parquet(data, ["id", "article", "highlights"])
+    prompts_df = read_parquet(prompts, ["id", "prompt", "article"])
+    data_df = prompt_references(data, prompts)  # the article as the prompt gave it
+    truncated = bool((data_df.set_index("id")["article"] != full_df.set_index("id")["article"].reindex(
+        data_df["id"])).any())
     scorer = None
-    if strategy == "minimal_swap":
+    if strategy == "minimal_swap" or truncated:
         from faithdpo.scoring import Scorer, ScoringConfig
 
         scorer = Scorer(ScoringConfig(**(scoring or {})))
-    pairs = build_pairs(strategy, score_df, read_parquet(prompts, ["id", "prompt"]), data_df, scorer, chosen_from,
-                        seed)
+    pairs = build_pairs(strategy, score_df, prompts_df, data_df, scorer, chosen_from, seed)
     tokenizer = load_text_tokenizer(model_dir)
     pairs["chosen_tokens"] = count_tokens(pairs["chosen"], tokenizer)
     pairs["rejected_tokens"] = count_tokens(pairs["rejected"], tokenizer)
     built = len(pairs)
     without = articles_without_pair(strategy, score_df, pairs["id"])
+    tail = (chosen_from_cut_tail(pairs, data_df[["id", "article"]], full_df[["id", "article"]], scorer)
+            if truncated else pd.Series(False, index=pairs.index))
+    if on_cut_tail == "drop":
+        pairs = pairs[~tail]
     pairs, dropped = filter_pairs(pairs, min_margin, max_length_diff, dedupe)
+    if on_cut_tail == "drop":
+        dropped = {"chosen_from_cut_tail": int(tail.sum()), **dropped}
     n_articles = score_df["id"].nunique()
     summary = selection_summary(strategy, n_articles, built, without, dropped, len(pairs), min_pairs)
+    summary["chosen_from_cut_tail"] = {"pairs": int(tail.sum()), "action": on_cut_tail}
+    if on_cut_tail == "keep" and tail.any():
+        log.warning("%d chosen side(s) state facts that only the cut tail of their article supports; kept "
+                    "(pairs.on_cut_tail: keep)", int(tail.sum()))
     log.info("%s: %d pairs from %d articles (without a pair: %s; filters dropped %s)",
              strategy, len(pairs), n_articles, without, dropped)
     if not summary["trained"]:

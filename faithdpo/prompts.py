@@ -51,7 +51,7 @@ class PromptBuilder:
     def build(self, article: str) -> dict:
         text, article_tokens, truncated = self.truncate(article)
         prompt = self.template.replace("{article}", text)
-        return {"prompt": prompt, "prompt_tokens": self.count(prompt), "truncated": truncated}
+        return {"prompt": prompt, "article": text, "prompt_tokens": self.count(prompt), "truncated": truncated}
 
 
 OVER_BUDGET = ("truncate", "skip", "fail")
@@ -59,7 +59,10 @@ OVER_BUDGET = ("truncate", "skip", "fail")
 
 def build_prompts(data: str, model_dir: str, output: str, template: str, max_prompt_tokens: int,
                   over_budget: str = "truncate") -> pd.DataFrame:
-    """Write ``id, prompt, prompt_tokens, truncated`` for the articles of a split.
+    """Write ``id, prompt, article, prompt_tokens, truncated`` for the articles of a split.
+
+    ``article`` is the article as the prompt gives it (cut to the budget): the reference that
+    scoring and the pairs check summaries against, since the model saw nothing past the cut.
 
     An article over the token budget is cut to fit (``truncate``), left out (``skip``; later
     steps see only the prompts' ids), or stops the run (``fail``).
@@ -71,7 +74,7 @@ def build_prompts(data: str, model_dir: str, output: str, template: str, max_pro
     builder = PromptBuilder(load_tokenizer(model_dir), template, max_prompt_tokens)
     df = read_parquet(data, ["id", "article"])
     rows = [{"id": i, **builder.build(a)} for i, a in zip(df["id"], df["article"])]
-    out = pd.DataFrame(rows, columns=["id", "prompt", "prompt_tokens", "truncated"])
+    out = pd.DataFrame(rows, columns=["id", "prompt", "article", "prompt_tokens", "truncated"])
     over = int(out["truncated"].sum())
     if over and over_budget == "fail":
         first = out.loc[out["truncated"].idxmax(), "id"]

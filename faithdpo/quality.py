@@ -25,6 +25,15 @@ def is_degenerate(text: str) -> bool:
     return bool(trigrams) and max(trigrams.values()) >= DEGENERATE_TRIGRAM_REPEATS
 
 
+def is_failed(text) -> bool:
+    """A summary that cannot count as clean: empty, punctuation only (no word character), or a
+    loop (``is_degenerate``). It states nothing, so it hallucinates nothing: the evaluation counts
+    it as a failure, and it is never the chosen side of a pair."""
+    if not isinstance(text, str) or not _WORDS.search(text):
+        return True
+    return is_degenerate(text)
+
+
 def rouge_f1(summaries: list[str], references: list[str]) -> pd.DataFrame:
     """ROUGE-1/2/L F1 of each summary against its reference (Porter stemming, as is usual)."""
     from rouge_score import rouge_scorer

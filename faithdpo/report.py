@@ -22,7 +22,7 @@ from faithdpo.cost import cost_section
 from faithdpo.diagnostics import pair_confounds, training_curves, training_warnings
 from faithdpo.figures import pair_lengths_figure, rates_figure, training_figure
 from faithdpo.io import read_json, read_parquet, write_json, write_text
-from faithdpo.quality import quality_table, words
+from faithdpo.quality import is_failed, quality_table, words
 from faithdpo.stats import mcnemar, mcnemar_mde, mean_interval, paired_bootstrap, verdict
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,12 @@ log = logging.getLogger(__name__)
 METRICS = [
     ("Entity Hallucination Rate", "entity_rate", lambda s: s["ent_hallucinations"] > 0, True),
     ("Number Hallucination Rate", "number_rate", lambda s: s["num_hallucinations"] > 0, True),
+    # An empty, punctuation-only or looping summary states nothing and so hallucinates nothing:
+    # it is counted as a failure, on its own and with the hallucinations, never as clean.
+    ("Failed summaries (empty, punctuation only, a loop)", "failure_rate", lambda s: s["summary"].map(is_failed),
+     True),
+    ("Hallucinating or failed summaries", "hallucination_or_failure_rate",
+     lambda s: (s["ent_hallucinations"] > 0) | (s["num_hallucinations"] > 0) | s["summary"].map(is_failed), True),
     ("Hallucinated entities per summary", "entities_per_summary", lambda s: s["ent_hallucinations"], False),
     ("Hallucinated numbers per summary", "numbers_per_summary", lambda s: s["num_hallucinations"], False),
 ]
@@ -190,6 +196,10 @@ def selection_section(sel: dict) -> list[str]:
     lines += [f"| No pair: {why} | {count} |" for why, count in sel["without_pair"].items()]
     lines += [f"| Pairs made by `{sel['strategy']}` | {sel['built']} |"]
     lines += [f"| Dropped: {name.replace('_', ' ')} | {count} |" for name, count in sel["dropped"].items()]
+    tail = sel.get("chosen_from_cut_tail", {})
+    if tail.get("action") == "keep":
+        lines += [f"| Kept (`pairs.on_cut_tail: keep`): chosen side states facts only in the article's cut tail "
+                  f"| {tail['pairs']} |"]
     lines += [f"| Pairs kept (`pairs.min_pairs` = {sel['min_pairs']}) | {sel['pairs']} |", ""]
     return lines
 

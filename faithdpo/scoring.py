@@ -566,17 +566,32 @@ SCORE_COLUMNS = [
 ]
 
 
-def score_file(summaries: str, data: str, output: str, **params) -> pd.DataFrame:
+def prompt_references(data: str, prompts: str | None) -> pd.DataFrame:
+    """``id, article, highlights`` of a split, the article as the prompt gave it (cut to the
+    token budget, see prompts.build_prompts) when ``prompts`` is given: a fact past the cut is
+    one the model never saw, so it cannot support a summary."""
+    from faithdpo.io import read_parquet
+
+    refs = read_parquet(data, ["id", "article", "highlights"])
+    if prompts is None:
+        return refs
+    given = read_parquet(prompts, ["id", "article"])
+    return refs.drop(columns="article").merge(given[["id", "article"]], on="id", how="inner",
+                                              validate="one_to_one")[["id", "article", "highlights"]]
+
+
+def score_file(summaries: str, data: str, output: str, prompts: str | None = None, **params) -> pd.DataFrame:
     """Score a generated-summaries parquet against its split's articles; write parquet.
 
-    The output keeps the summaries' columns and adds :data:`SCORE_COLUMNS`; articles
-    stay in the data file and are joined back on ``id`` when needed.
+    The reference is the article as given in ``prompts`` (+ highlights), or the full one
+    without them. The output keeps the summaries' columns and adds :data:`SCORE_COLUMNS`;
+    articles stay in the data file and are joined back on ``id`` when needed.
     """
     from faithdpo.io import read_parquet, write_parquet
 
     config = ScoringConfig(**params)
     gen = read_parquet(summaries, ["id", "summary"])
-    refs = read_parquet(data, ["id", "article", "highlights"])
+    refs = prompt_references(data, prompts)
     joined = gen.merge(refs, on="id", how="left", validate="many_to_one")
     missing = joined["article"].isna()
     if missing.any():

@@ -19,6 +19,9 @@ from faithdpo.io import atomic_path, inputs_fingerprint, progress_dir, read_parq
 log = logging.getLogger(__name__)
 
 
+ADAPTER_DTYPES = ("float32", "bfloat16")
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """Training settings; every field is a key under ``training:`` in the config."""
@@ -27,6 +30,8 @@ class TrainingConfig:
     lora_r: int = 32
     lora_alpha: int = 64
     lora_dropout: float = 0.05
+    # TRL's DPOConfig zeroes every dropout, LoRA's included, unless told not to.
+    disable_dropout: bool = False
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     per_device_train_batch_size: int = 2
     gradient_accumulation_steps: int = 4
@@ -44,10 +49,26 @@ class TrainingConfig:
     save_steps: int = 50  # optimizer steps between checkpoints (a killed run resumes from the last)
     seed: int = 0
     trust_remote_code: bool = False
+    # Trainable LoRA weights while training. TRL casts them to bf16 over a 4-bit base, where
+    # AdamW's steps at lr 5e-6 are below half a bf16 step of lora_A and round away.
+    adapter_dtype: str = "float32"  # float32 | bfloat16
+
+    def __post_init__(self):
+        if self.adapter_dtype not in ADAPTER_DTYPES:
+            raise ValueError(f"training.adapter_dtype = {self.adapter_dtype!r}; allowed: {', '.join(ADAPTER_DTYPES)}")
+
+
+def precision(dtype: str) -> dict:
+    """The trainer's mixed-precision flags for the machine's compute dtype (models.compute_dtype)."""
+    return {"bf16": dtype == "bfloat16", "fp16": dtype == "float16"}
 
 
 def dpo_config(cfg: TrainingConfig, output_dir: str, on_gpu: bool):
     from trl import DPOConfig
+
+    from faithdpo.models import compute_dtype
+
+    dtype = compute_dtype()
 
     return DPOConfig(
         output_dir=output_dir,
@@ -63,8 +84,10 @@ def dpo_config(cfg: TrainingConfig, output_dir: str, on_gpu: bool):
         loss_weights=list(cfg.loss_weights) if cfg.loss_weights else None,
         ld_alpha=cfg.ld_alpha,
         logging_steps=cfg.logging_steps,
-        # DPOConfig defaults to bf16 and gradient checkpointing; the CPU wants neither.
-        bf16=on_gpu,
+        disable_dropout=cfg.disable_dropout,
+        # DPOConfig defaults to bf16 and gradient checkpointing; the CPU wants neither, and a GPU
+        # without bf16 gets fp16.
+        **precision(dtype),
         gradient_checkpointing=cfg.gradient_checkpointing and on_gpu,
         use_cpu=not on_gpu,
         seed=cfg.seed,
@@ -75,7 +98,7 @@ def dpo_config(cfg: TrainingConfig, output_dir: str, on_gpu: bool):
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
-        model_init_kwargs={"dtype": "bfloat16" if on_gpu else "float32", "use_safetensors": True,
+        model_init_kwargs={"dtype": dtype, "use_safetensors": True,
                            "trust_remote_code": cfg.trust_remote_code},
     )
 
@@ -92,23 +115,31 @@ def last_checkpoint(directory: Path) -> Path | None:
     return None
 
 
-def train_dpo(pairs: str, model_dir: str, adapter_dir: str, log_history: str, **params) -> list[dict]:
-    """Train a LoRA adapter with DPO on ``pairs`` (prompt/chosen/rejected); save it and the log.
+def set_adapter_dtype(model, dtype: str) -> int:
+    """Cast the trainable (adapter) parameters to ``dtype``; the number of tensors cast.
 
-    Checkpoints go to a folder beside the adapter every ``save_steps`` steps; a rerun after
-    a kill resumes from the last complete one (same inputs only) instead of step 0.
+    Called once the trainer is built, before its optimizer exists: TRL casts them to bf16
+    over a quantized base (dpo_trainer.py, "When using QLoRA ..."), which this undoes.
     """
+    import torch
+
+    target = getattr(torch, dtype)
+    cast = 0
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != target:
+            param.data = param.data.to(target)
+            cast += 1
+    return cast
+
+
+def build_trainer(cfg: TrainingConfig, df, model_dir: str, output_dir: str, on_gpu: bool):
+    """TRL's DPOTrainer over ``df`` (prompt/chosen/rejected), adapter weights in ``cfg.adapter_dtype``."""
     import datasets
     from peft import LoraConfig
+    from trl import DPOTrainer
 
-    from faithdpo.models import check_model_dir, device, load_tokenizer, nf4_config
+    from faithdpo.models import load_tokenizer, nf4_config
 
-    cfg = TrainingConfig(**params)
-    check_model_dir(model_dir)
-    df = read_parquet(pairs, ["prompt", "chosen", "rejected"])
-    if df.empty:
-        raise ValueError(f"{pairs} holds no preference pairs: every candidate had badness 0, nothing to train on")
-    on_gpu = device() == "cuda"
     tokenizer = load_tokenizer(model_dir, padding_side="right")
     peft_config = LoraConfig(
         r=cfg.lora_r,
@@ -117,20 +148,41 @@ def train_dpo(pairs: str, model_dir: str, adapter_dir: str, log_history: str, **
         target_modules=list(cfg.lora_target_modules),
         task_type="CAUSAL_LM",
     )
-    from trl import DPOTrainer
-
-    # The trainer's checkpoints, beside the adapter (see io.progress_dir).
-    checkpoints = progress_dir(Path(adapter_dir).with_name(f".{Path(adapter_dir).name}.checkpoints"),
-                               inputs_fingerprint([pairs], model_dir, asdict(cfg)))
-    resume = last_checkpoint(checkpoints)
     trainer = DPOTrainer(
         model=model_dir,
-        args=dpo_config(cfg, str(checkpoints), on_gpu),
+        args=dpo_config(cfg, output_dir, on_gpu),
         train_dataset=datasets.Dataset.from_pandas(df[["prompt", "chosen", "rejected"]], preserve_index=False),
         processing_class=tokenizer,
         peft_config=peft_config,
         quantization_config=nf4_config() if cfg.quantization == "nf4" else None,
     )
+    cast = set_adapter_dtype(trainer.model, cfg.adapter_dtype)
+    log.info("adapter weights in %s (%d tensors cast back from TRL's choice)", cfg.adapter_dtype, cast)
+    return trainer
+
+
+def train_dpo(pairs: str, model_dir: str, adapter_dir: str, log_history: str, device: str = "cpu",
+              rule: str = "train_dpo", **params) -> list[dict]:
+    """Train a LoRA adapter with DPO on ``pairs`` (prompt/chosen/rejected); save it and the log.
+
+    ``device: cuda`` stops at once without a CUDA device (models.require_device). Checkpoints
+    go to a folder beside the adapter every ``save_steps`` steps; a rerun after a kill resumes
+    from the last complete one (same inputs only) instead of step 0.
+    """
+    from faithdpo.models import check_model_dir, require_device
+
+    on_gpu = require_device(device, rule) == "cuda"
+    cfg = TrainingConfig(**params)
+    check_model_dir(model_dir)
+    df = read_parquet(pairs, ["prompt", "chosen", "rejected"])
+    if df.empty:
+        raise ValueError(f"{pairs} holds no preference pairs: every candidate had badness 0, nothing to train on")
+    # The trainer's checkpoints, beside the adapter (see io.progress_dir).
+    checkpoints = progress_dir(Path(adapter_dir).with_name(f".{Path(adapter_dir).name}.checkpoints"),
+                               inputs_fingerprint([pairs], model_dir, asdict(cfg)))
+    resume = last_checkpoint(checkpoints)
+    trainer = build_trainer(cfg, df, model_dir, str(checkpoints), on_gpu)
+    tokenizer = trainer.processing_class
     four_bit = sum(type(m).__module__.startswith("bitsandbytes") for m in trainer.model.modules())
     log.info("training on %d pairs; %d 4-bit linear layers; (trainable, all) parameters: %s",
              len(df), four_bit, trainer.model.get_nb_trainable_parameters())

@@ -42,6 +42,68 @@ def test_cut_at_stop():
     assert cut_at_stop(" Summary one.\n\nArticle: next", ["\n\n"]) == "Summary one."
     assert cut_at_stop("a|b#c", ["#", "|"]) == "a"
     assert cut_at_stop(" plain ", []) == "plain"
+    # leading whitespace is stripped before the cut (for text generated past an opening newline)
+    assert cut_at_stop("\n\nRain fell.\n\nArticle: x", ["\n\n"]) == "Rain fell."
+    assert cut_at_stop(" \n\n", ["\n\n"]) == ""
+
+
+def test_tokens_to_stop_counts_the_summary_not_what_follows(tiny_model_dir):
+    from faithdpo.generation import tokens_to_stop
+    from faithdpo.models import load_tokenizer
+
+    tok = load_tokenizer(tiny_model_dir)
+    decode = lambda seq: tok.decode(seq)  # noqa: E731
+    summary, rest = tok(" Rain fell in Oslo.\n\n")["input_ids"], tok("Article: more text here")["input_ids"]
+    assert tokens_to_stop(decode, summary + rest, ["\n\n"]) == len(summary)
+    assert tokens_to_stop(decode, summary + rest, []) == len(summary + rest)
+    assert tokens_to_stop(decode, rest, ["\n\n"]) == len(rest)
+    lead = tok("\n\n")["input_ids"]  # an opening stop string is whitespace, not the stop
+    assert tokens_to_stop(decode, lead + summary + rest, ["\n\n"]) == len(lead + summary)
+
+
+def test_hf_engine_stops_generating_at_the_stop_string(tiny_model_dir, prompts, monkeypatch):
+    """The stops reach generate (with the tokenizer it needs), so a row ends at its stop and
+    new_tokens counts the summary's tokens, not everything up to max_new_tokens."""
+    from faithdpo.generation import HFEngine
+
+    texts = list(pd.read_parquet(prompts)["prompt"])
+    ids = [str(i) for i in range(len(texts))]
+    free = HFEngine(tiny_model_dir, GenerationConfig(max_new_tokens=48)).generate(ids, texts)
+    engine = HFEngine(tiny_model_dir, GenerationConfig(max_new_tokens=48, stop_strings=["."]))
+    seen, generate = {}, engine.model.generate
+    monkeypatch.setattr(engine.model, "generate", lambda **kw: seen.update(kw) or generate(**kw))
+    stopped = engine.generate(ids, texts)
+    assert seen["stop_strings"] == ["."] and seen["tokenizer"] is engine.tokenizer
+    assert sum("." in r["summary"] for r in free) >= len(free) // 2, "the tiny model must end sentences"
+    for row_free, row in zip(free, stopped):
+        assert row["summary"] == cut_at_stop(row_free["summary"], ["."])
+        if "." in row_free["summary"]:
+            assert 0 < row["new_tokens"] < row_free["new_tokens"]
+
+
+def test_both_engines_sample_with_the_configured_top_k():
+    from faithdpo.generation import hf_sampling, vllm_sampling
+
+    cfg = GenerationConfig(**SAMPLING)
+    assert hf_sampling(cfg)["top_k"] == 50 and vllm_sampling(cfg, "a")["top_k"] == 50
+    off = GenerationConfig(**{**SAMPLING, "top_k": 0})
+    assert hf_sampling(off)["top_k"] == 0 and vllm_sampling(off, "a")["top_k"] == -1  # each engine's "off"
+    greedy = GenerationConfig()
+    assert hf_sampling(greedy)["top_k"] is None and vllm_sampling(greedy, "a")["temperature"] == 0.0
+
+
+def test_top_k_reaches_generate(tiny_model_dir, prompts, tmp_path):
+    """top_k 1 leaves one token to sample: K samples equal the greedy summary."""
+    greedy = generate_file(str(prompts), tiny_model_dir, str(tmp_path / "g.parquet"), max_new_tokens=16)
+    top1 = generate_file(str(prompts), tiny_model_dir, str(tmp_path / "k.parquet"),
+                         **{**SAMPLING, "max_new_tokens": 16, "top_k": 1})
+    assert list(top1["summary"]) == [s for s in greedy["summary"] for _ in range(3)]
+
+
+def test_vllm_gets_hundreds_of_prompts_per_call():
+    assert GenerationConfig(engine="vllm").prompts_per_batch == 256
+    assert GenerationConfig(engine="vllm", vllm_batch_size=512, batch_size=4).prompts_per_batch == 512
+    assert GenerationConfig(batch_size=4).prompts_per_batch == 4
 
 
 def test_batches_are_sorted_by_length_and_capped_by_rows_and_tokens():

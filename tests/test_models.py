@@ -105,3 +105,42 @@ def test_tiny_tokenizer_encodes_as_it_is_loaded(tmp_path):
     for text in texts[:50] + [" At least 28 dead, $2.4bn in aid, 350 votes ."]:
         assert trained(text)["input_ids"] == loaded(text, add_special_tokens=False)["input_ids"], text
     assert loaded.tokenize(" 350 votes") == ["Ġ", "3", "5", "0", "Ġvotes"]  # digits one by one, as Qwen2.5
+
+
+def test_a_gpu_job_without_cuda_stops_at_once_naming_rule_torch_and_fix(tmp_path, monkeypatch):
+    import torch
+
+    from faithdpo.generation import generate_file
+    from faithdpo.models import require_device
+    from faithdpo.training import train_dpo
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match=rf"rule train_dpo: .*device: cuda.* no CUDA device \(torch "
+                                           rf"{torch.__version__.replace('+', '.')}.*set `device: cpu`"):
+        require_device("cuda", "train_dpo")
+    assert require_device("cpu", "generate_eval") == "cpu"  # a declared CPU run
+    # before reading any input: the missing files below are never reached
+    with pytest.raises(RuntimeError, match="rule train_dpo: the config says device: cuda"):
+        train_dpo(str(tmp_path / "none.parquet"), str(tmp_path / "no-model"), str(tmp_path / "a"),
+                  str(tmp_path / "h.json"), device="cuda", rule="train_dpo")
+    with pytest.raises(RuntimeError, match="rule generate_candidates: the config says device: cuda"):
+        generate_file(str(tmp_path / "none.parquet"), str(tmp_path / "no-model"), str(tmp_path / "o.parquet"),
+                      device="cuda", rule="generate_candidates")
+
+
+@pytest.mark.parametrize("bf16, expected", [(True, "bfloat16"), (False, "float16")])
+def test_bf16_only_where_the_gpu_supports_it(monkeypatch, caplog, bf16, expected):
+    import torch
+
+    from faithdpo.models import compute_dtype
+    from faithdpo.training import precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla T4")
+    caplog.set_level("INFO", logger="faithdpo")
+    assert compute_dtype() == expected
+    assert ("Tesla T4 does not support bf16: computing in fp16" in caplog.text) == (not bf16)
+    assert precision(expected) == {"bf16": bf16, "fp16": not bf16}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert compute_dtype() == "float32" and precision("float32") == {"bf16": False, "fp16": False}

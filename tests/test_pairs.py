@@ -12,7 +12,7 @@ def frames():
         "summary": ["x0", "x1 bad", "x2 bad", "y0", "y1", "z0 worst", "z1"],
         "badness": [1, 3, 3, 0, 0, 5, 2],
     })
-    prompts = pd.DataFrame({"id": ["z", "x", "y"], "prompt": ["Pz", "Px", "Py"]})
+    prompts = pd.DataFrame({"id": ["z", "x", "y"], "prompt": ["Pz", "Px", "Py"], "article": ["az", "ax", "ay"]})
     data = pd.DataFrame({"id": ["z", "x", "y"], "article": ["az", "ax", "ay"], "highlights": ["hz", "hx ", "hy"]})
     return scores, prompts, data
 
@@ -132,9 +132,28 @@ def test_filters_margin_length_and_duplicates():
     })
     kept, dropped = filter_pairs(pairs, min_margin=2, max_length_diff=0.5, dedupe=True)
     assert list(kept["prompt"]) == ["P4"]
-    assert dropped == {"below_min_margin": 1, "over_max_length_diff": 1, "duplicate": 2}
+    assert dropped == {"chosen_failed": 0, "below_min_margin": 1, "over_max_length_diff": 1, "duplicate": 2}
     kept, dropped = filter_pairs(pairs, min_margin=1, max_length_diff=None, dedupe=False)
-    assert len(kept) == 5 and dropped == {"below_min_margin": 0}
+    assert len(kept) == 5 and dropped == {"chosen_failed": 0, "below_min_margin": 0}
+
+
+def test_a_failed_summary_is_never_the_chosen_side():
+    """Empty, punctuation-only and looping candidates have badness 0 (they state nothing) but are
+    no faithful summary: best_vs_worst passes over them, and the filter drops any such chosen side."""
+    scores = pd.DataFrame({
+        "id": ["a"] * 5 + ["b"] * 2,
+        "candidate": [0, 1, 2, 3, 4, 0, 1],
+        "summary": ["", " . ,", "the rain the rain the rain the rain", "Rain fell.", "Storm in Paris.", "", "Snow."],
+        "badness": [0, 0, 0, 0, 3, 0, 2],
+    })
+    data = pd.DataFrame({"id": ["a", "b"], "article": ["..."] * 2, "highlights": ["the rain the rain", "Sun."]})
+    prompts = pd.DataFrame({"id": ["a", "b"], "prompt": ["Pa", "Pb"]})
+    pairs = build_pairs("best_vs_worst", scores, prompts, data)
+    assert list(pairs["id"]) == ["a"] and pairs.loc[0, "chosen"] == " Rain fell."  # b: only "" is clean
+    made = pd.DataFrame({"prompt": ["P1", "P2", "P3"], "chosen": [" ", " ...", " Rain fell."],
+                         "rejected": ["r1", "r2", "r3"], "chosen_badness": 0, "rejected_badness": 2})
+    kept, dropped = filter_pairs(made)
+    assert list(kept["prompt"]) == ["P3"] and dropped["chosen_failed"] == 2
 
 
 def test_unknown_strategy_names_the_allowed_ones():
@@ -184,8 +203,9 @@ def test_the_selection_says_what_each_step_dropped_and_whether_to_train(tiny_mod
     select_pairs(*args, strategy="highlights_vs_worst", min_pairs=2)
     selection = json.loads((tmp_path / "s.json").read_text())
     assert selection == {"strategy": "highlights_vs_worst", "articles": 3, "built": 3, "without_pair": {},
-                         "dropped": {"below_min_margin": 1, "duplicate": 0}, "pairs": 2, "min_pairs": 2,
-                         "trained": True}
+                         "dropped": {"chosen_from_cut_tail": 0, "chosen_failed": 0, "below_min_margin": 1,
+                                     "duplicate": 0}, "pairs": 2, "min_pairs": 2, "trained": True,
+                         "chosen_from_cut_tail": {"pairs": 0, "action": "drop"}}
     select_pairs(*args, strategy="best_vs_worst", min_pairs=2)
     selection = json.loads((tmp_path / "s.json").read_text())
     assert selection["without_pair"] == {"no badness-0 candidate": 2, "no candidate with a hallucination": 1}
@@ -194,3 +214,33 @@ def test_the_selection_says_what_each_step_dropped_and_whether_to_train(tiny_mod
                                    "best_vs_worst made 0 pair(s) (2 article(s): no badness-0 candidate; 1 article(s): "
                                    "no candidate with a hallucination)")
     assert pd.read_parquet(tmp_path / "p.parquet").empty  # written all the same: the checkpoint's output
+
+
+@pytest.mark.parametrize("on_cut_tail", ["drop", "keep"])
+def test_chosen_sides_from_the_cut_tail_are_counted_and_dropped(tiny_model_dir, tmp_path, on_cut_tail):
+    """The highlights of a truncated article may state a fact only its cut tail holds: DPO would
+    reward it without support in the prompt. Counted, and dropped unless pairs.on_cut_tail: keep."""
+    import json
+
+    from faithdpo.io import write_parquet
+    from faithdpo.pairs import select_pairs
+
+    tail = " Later the mayor, Helen Moore, said repairs would cost 4,000 pounds."
+    head = "Rain fell in Leeds on Monday and flooded the town centre."
+    data = pd.DataFrame({"id": ["cut", "whole"], "article": [head + tail, head],
+                         "highlights": ["Helen Moore said repairs in Leeds cost 4,000 pounds.", "Rain flooded Leeds."]})
+    prompts = pd.DataFrame({"id": ["cut", "whole"], "prompt": ["P1", "P2"], "article": [head, head]})
+    scores = pd.DataFrame({"id": ["cut", "whole"], "candidate": 0, "summary": ["Rain in Paris.", "Rain in Paris."],
+                           "badness": [1, 1]})
+    paths = {}
+    for name, frame in (("scores", scores), ("prompts", prompts), ("data", data)):
+        paths[name] = str(tmp_path / f"{name}.parquet")
+        write_parquet(frame, paths[name])
+    pairs = select_pairs(paths["scores"], paths["prompts"], paths["data"], tiny_model_dir,
+                         str(tmp_path / "p.parquet"), str(tmp_path / "s.json"), on_cut_tail=on_cut_tail)
+    selection = json.loads((tmp_path / "s.json").read_text())
+    assert selection["chosen_from_cut_tail"] == {"pairs": 1, "action": on_cut_tail}
+    if on_cut_tail == "drop":
+        assert list(pairs["id"]) == ["whole"] and selection["dropped"]["chosen_from_cut_tail"] == 1
+    else:
+        assert list(pairs["id"]) == ["cut", "whole"] and "chosen_from_cut_tail" not in selection["dropped"]

@@ -60,6 +60,9 @@ def test_over_budget_articles_follow_the_policy(tiny_model_dir, data_file, tmp_p
     out = build_prompts(data_file, tiny_model_dir, str(tmp_path / "p.parquet"), TEMPLATE, 64, over_budget=policy)
     assert list(out["id"]) == ids and list(out["truncated"]) == truncated
     assert (out["prompt_tokens"] <= 64).all()
+    # the article as the prompt gives it: the reference of scoring and pairs
+    assert [TEMPLATE.replace("{article}", a) for a in out["article"]] == list(out["prompt"])
+    assert [len(a) < 80 * 23 for a in out["article"]] == [True] * len(ids)
     assert "1 article(s) over the" in caplog.text and ("skipped" if policy == "skip" else "truncated") in caplog.text
 
 

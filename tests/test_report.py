@@ -178,3 +178,35 @@ def test_an_experiment_without_enough_pairs_reports_why_and_the_base_alone(untra
     assert "## DPO training" not in report and "## Examples" not in report and "Post-DPO" not in report
     for name in ("rates", "training", "pair_lengths"):
         assert matplotlib.image.imread(out / "figures" / f"{name}.png")[..., :3].std() > 0.01
+
+
+def test_failed_summaries_count_as_failures_never_as_clean():
+    """DPO that answers 20 of 30 articles with "", "..." or a loop hallucinates less, and fails:
+    its own row shows the failures, and the combined row does not count them as clean."""
+    from faithdpo.report import compare, paired_scores, rates_section
+
+    from conftest import REPORT_N, fixture_scores
+
+    base = fixture_scores([1] * REPORT_N, [0] * REPORT_N, ["Rain in Oslo."] * REPORT_N)
+    dpo = fixture_scores([0] * 20 + [1] * 10, [0] * REPORT_N,
+                         [""] * 10 + ["..."] * 5 + ["rain rain rain rain rain"] * 5 + ["Rain in Oslo."] * 10)
+    rows = {r["key"]: r for r in compare(paired_scores(base, dpo), resamples=200)}
+    assert rows["entity_rate"]["verdict"] == "improved"
+    assert (rows["failure_rate"]["base"]["value"], rows["failure_rate"]["dpo"]["value"]) == (0.0, pytest.approx(2 / 3))
+    assert rows["failure_rate"]["verdict"] == "worse"
+    both = rows["hallucination_or_failure_rate"]
+    assert (both["base"]["value"], both["dpo"]["value"]) == (1.0, 1.0)
+    table = "\n".join(rates_section({"alpha": 0.05, "trained": True, "resamples": 200, "comparison": list(rows.values())}))
+    assert "| Failed summaries (empty, punctuation only, a loop) | 0.0% [0.0, 0.0] | 66.7% [" in table
+
+
+def test_the_report_counts_chosen_sides_from_the_cut_tail():
+    from faithdpo.pairs import selection_summary
+    from faithdpo.report import selection_section
+
+    sel = selection_summary("highlights_vs_worst", 10, 10, {}, {"chosen_from_cut_tail": 3}, 7, 2)
+    assert "| Dropped: chosen from cut tail | 3 |" in selection_section(sel)
+    sel = {**selection_summary("highlights_vs_worst", 10, 10, {}, {}, 10, 2),
+           "chosen_from_cut_tail": {"pairs": 3, "action": "keep"}}
+    assert any(line.startswith("| Kept (`pairs.on_cut_tail: keep`)") and line.endswith("| 3 |")
+               for line in selection_section(sel))

@@ -226,3 +226,22 @@ def test_scoring_module_imports_no_heavy_library():
     code = "import sys, faithdpo.scoring; print(sorted({'torch', 'transformers', 'spacy'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_score_file_checks_against_the_article_as_the_prompt_gave_it(tmp_path):
+    """A fact from the cut tail of a long article is one the model never saw: unsupported."""
+    from faithdpo.io import write_parquet
+    from faithdpo.scoring import score_file
+
+    full = "Rain fell in Leeds on Monday. " * 3 + "The damage cost 4,000 pounds in Bradford."
+    paths = {name: str(tmp_path / f"{name}.parquet") for name in ("summaries", "data", "prompts")}
+    write_parquet(pd.DataFrame({"id": ["a"], "summary": ["Rain in Leeds cost 4,000 pounds in Bradford."]}),
+                  paths["summaries"])
+    write_parquet(pd.DataFrame({"id": ["a"], "article": [full], "highlights": ["Rain fell in Leeds."]}),
+                  paths["data"])
+    write_parquet(pd.DataFrame({"id": ["a"], "prompt": ["P"], "article": [full[:60]]}), paths["prompts"])
+    given = score_file(paths["summaries"], paths["data"], str(tmp_path / "given.parquet"), prompts=paths["prompts"])
+    assert list(given.loc[0, "hallucinated_numbers"]) == ["4,000"]
+    assert list(given.loc[0, "hallucinated_entities"]) == ["Bradford"]
+    whole = score_file(paths["summaries"], paths["data"], str(tmp_path / "whole.parquet"))
+    assert whole.loc[0, "badness"] == 0  # what scoring against the full article (the old reference) says

@@ -247,6 +247,7 @@ def generation_params(model=None):
         for key in (
             "max_new_tokens",
             "batch_size",
+            "vllm_batch_size",
             "max_batch_tokens",
             "stop_strings",
             "engine",
@@ -254,18 +255,27 @@ def generation_params(model=None):
         )
     }
     common.update(
-        seed=config["seed"], trust_remote_code=config["model"]["trust_remote_code"]
+        seed=config["seed"],
+        trust_remote_code=config["model"]["trust_remote_code"],
+        device=config["device"],
     )
     if model is not None:
-        return common
+        # both models, so that base vs DPO differ by the adapter alone (see merge_adapter)
+        return {**common, "dtype": gen["eval_dtype"]}
     return {**common, **gen["candidates"], "do_sample": True}
+
+
+def generation_env():
+    """The software of the generation rules: vLLM's own environment for engine: vllm."""
+    engine = config["generation"]["engine"]
+    return "../../envs/vllm.yaml" if engine == "vllm" else "../../envs/gpu.yaml"
 
 
 def pair_params(wildcards):
     pairs = experiment_config(wildcards.xdir)["pairs"]
-    # minimal_swap finds the items to swap with the scorer; the others read scores only.
-    scoring = config["scoring"] if pairs["strategy"] == "minimal_swap" else None
-    return {**pairs, "scoring": scoring, "seed": config["seed"]}
+    # The scorer finds minimal_swap's items and, for any strategy, chosen sides that state
+    # facts from an article's cut tail (see pairs.chosen_from_cut_tail).
+    return {**pairs, "scoring": config["scoring"], "seed": config["seed"]}
 
 
 def training_params(wildcards):
@@ -273,6 +283,7 @@ def training_params(wildcards):
         **experiment_config(wildcards.xdir)["training"],
         "seed": config["seed"],
         "trust_remote_code": config["model"]["trust_remote_code"],
+        "device": config["device"],
     }
 
 

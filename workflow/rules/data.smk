@@ -64,6 +64,9 @@ rule prepare_split:
     conda:
         "../../envs/nlp.yaml"
     threads: 1
+    resources:
+        # the whole raw split in memory (CNN/DailyMail train: 287k rows, ~1.3 GB of text)
+        mem_mb=config["resources"]["data_mem_mb"],
     params:
         n=lambda wc: config["data"][f"n_{wc.split}"],
         seed=config["seed"],

@@ -15,7 +15,7 @@ rule generate_candidates:
     benchmark:
         f"{OUT}/benchmarks/generate_candidates/{{scatteritem}}.tsv"
     conda:
-        "../../envs/gpu.yaml"
+        generation_env()
     threads: config["resources"]["gpu_threads"]
     resources:
         **gpu_resources(),
@@ -61,7 +61,7 @@ rule generate_eval:
     benchmark:
         "{xdir}/benchmarks/generate_eval/{model}.{scatteritem}.tsv"
     conda:
-        "../../envs/gpu.yaml"
+        generation_env()
     threads: config["resources"]["gpu_threads"]
     resources:
         **gpu_resources(),

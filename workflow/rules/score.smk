@@ -1,10 +1,13 @@
-# Scoring (CPU): hallucinated numbers (regex) and entities (spaCy NER) per summary.
+# Scoring (CPU): hallucinated numbers (regex) and entities (spaCy NER) per summary,
+# against the article as the prompt gave it (+ highlights).
 
 
 rule score_candidates:
     input:
         summaries=f"{OUT}/candidates/train.parquet",
         data=f"{OUT}/data/train.parquet",
+        # the article as the prompt gave it (cut to the budget) is the reference
+        prompts=prompts_of("train"),
         modules=package_modules("scoring"),
     output:
         f"{OUT}/scores/candidates.parquet",
@@ -25,6 +28,7 @@ rule score_eval:
     input:
         summaries="{xdir}/eval/{model}.parquet",
         data=f"{OUT}/data/validation.parquet",
+        prompts=prompts_of("validation"),
         modules=package_modules("scoring"),
     output:
         "{xdir}/scores/eval_{model}.parquet",

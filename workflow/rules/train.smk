@@ -42,6 +42,9 @@ rule merge_adapter:
     conda:
         "../../envs/gpu.yaml"
     threads: config["resources"]["gpu_threads"]
+    resources:
+        # the base in float32 and its merge (a CPU rule: ~13 GB for Qwen2.5-1.5B)
+        mem_mb=config["resources"]["merge_mem_mb"],
     params:
         trust_remote_code=config["model"]["trust_remote_code"],
     script:

@@ -14,5 +14,6 @@ with gpu_peak_memory(snakemake.output.gpu_memory):
         snakemake.input.model,
         snakemake.output.summaries,
         shard=snakemake.wildcards.scatteritem,
+        rule=snakemake.rule,
         **snakemake.params.generation,
     )

@@ -4,4 +4,10 @@ from faithdpo.logs import setup_logging
 from faithdpo.scoring import score_file
 
 setup_logging(snakemake.log[0])
-score_file(snakemake.input.summaries, snakemake.input.data, snakemake.output[0], **snakemake.params.scoring)
+score_file(
+    snakemake.input.summaries,
+    snakemake.input.data,
+    snakemake.output[0],
+    prompts=snakemake.input.prompts,
+    **snakemake.params.scoring,
+)

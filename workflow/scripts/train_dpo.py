@@ -14,5 +14,6 @@ with gpu_peak_memory(snakemake.output.gpu_memory):
         snakemake.input.model,
         snakemake.output.adapter,
         snakemake.output.log_history,
+        rule=snakemake.rule,
         **snakemake.params.training,
     )
