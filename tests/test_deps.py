@@ -15,7 +15,7 @@ def names(paths):
 def test_closure_follows_imports_lazy_ones_included():
     # training imports faithdpo.models inside a function; models imports io.
     assert names(module_closure(PACKAGE, ["training"])) == ["io", "models", "training"]
-    assert names(module_closure(PACKAGE, ["report"])) == ["diagnostics", "figures", "io", "quality", "report", "stats"]
+    assert names(module_closure(PACKAGE, ["report"])) == ["cost", "diagnostics", "figures", "io", "quality", "report", "stats"]
 
 
 def test_closure_of_an_unknown_module_fails():

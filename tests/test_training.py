@@ -87,7 +87,7 @@ CHANGED_TRAINING = {
     "per_device_train_batch_size": 1, "gradient_accumulation_steps": 2, "max_length": 512, "learning_rate": 1e-5,
     "lr_scheduler_type": "linear", "warmup_steps": 0.1, "num_train_epochs": 3, "beta": 0.3, "loss_type": ["ipo"],
     "loss_weights": [0.5], "ld_alpha": 0.5, "logging_steps": 2, "gradient_checkpointing": False, "save_steps": 10,
-    "seed": 1, "trust_remote_code": True,
+    "seed": 1, "trust_remote_code": True, "adapter_dtype": "bfloat16", "disable_dropout": True,
 }
 
 
