@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 
-from faithdpo.cost import cost_section
+import pandas as pd
+
+from faithdpo.cost import cost_section, read_cost_tables, read_costs
 from faithdpo.io import read_json, write_text
 from faithdpo.report import fmt_delta, fmt_pct, fmt_value, mde_text
 from faithdpo.stats import holm, mcnemar_mde, verdict
@@ -106,14 +108,17 @@ def render_comparison(names: list[str], metrics: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def build_comparison(metrics_files: list[str], names: list[str], output: str, benchmarks: list[str] = ()) -> str:
+def build_comparison(metrics_files: list[str], names: list[str], output: str, costs: list[str] = (),
+                     benchmarks: list[str] = ()) -> str:
     """Read each experiment's metrics.json and write the comparison Markdown, with the Cost of
-    the whole run from ``benchmarks`` (Snakemake benchmark files)."""
+    the whole run: the reports' per-job tables (``costs``, shared jobs counted once) and the
+    reports' own benchmark files (``benchmarks``)."""
     if len(metrics_files) != len(names):
         raise ValueError(f"{len(metrics_files)} metrics files for {len(names)} experiment names")
     metrics = [read_json(f) for f in metrics_files]
+    jobs = pd.concat([read_cost_tables(list(costs)), read_costs(list(benchmarks))], ignore_index=True)
     text = render_comparison(names, metrics) + "\n" + "\n".join(
-        cost_section(list(benchmarks), "What the whole run cost: every job before this comparison."))
+        cost_section(jobs, "What the whole run cost: every job before this comparison."))
     write_text(text, output)
     for name, m in zip(names, metrics):
         if not m["trained"]:

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import pandas as pd
 
-from faithdpo.io import write_json
+from faithdpo.io import atomic_path, write_json
 
 COST_HEADING = "## Cost"
 _SHARD = re.compile(r"\.?\d+-of-\d+$")  # a scatter item, e.g. "base.1-of-2" -> "base"
@@ -56,10 +56,14 @@ def step_name(benchmark: str) -> str:
     return f"{path.parent.name} ({variant})" if variant else path.parent.name
 
 
+COLUMNS = ["benchmark", "step", "wall_s", "cpu_s", "max_rss_mb", "gpu_peak_mb"]
+
+
 def read_costs(benchmarks: list[str]) -> pd.DataFrame:
-    """One row per job: step, wall and CPU seconds, peak RSS (MB), peak GPU memory (MB or NaN)."""
+    """One row per job: its benchmark file, step, wall and CPU seconds, peak RSS (MB) and peak
+    GPU memory (MB, or NaN without one). GPU memory files given beside are read through theirs."""
     rows = []
-    for path in benchmarks:
+    for path in (b for b in benchmarks if b.endswith(".tsv")):
         table = pd.read_csv(path, sep="\t")
         if table.empty or not {"s", "cpu_time", "max_rss"} <= set(table.columns):
             raise ValueError(f"{path}: not a Snakemake benchmark file (columns s, cpu_time, max_rss expected)")
@@ -67,13 +71,27 @@ def read_costs(benchmarks: list[str]) -> pd.DataFrame:
         gpu_file = Path(path).with_suffix(".gpu.json")
         gpu = json.loads(gpu_file.read_text()) if gpu_file.exists() else {}
         rows.append({
+            "benchmark": path,
             "step": step_name(path),
             "wall_s": float(last["s"]),
             "cpu_s": float(pd.to_numeric(last["cpu_time"], errors="coerce")),
             "max_rss_mb": float(pd.to_numeric(last["max_rss"], errors="coerce")),
             "gpu_peak_mb": gpu.get("peak_reserved_mb"),
         })
-    return pd.DataFrame(rows, columns=["step", "wall_s", "cpu_s", "max_rss_mb", "gpu_peak_mb"])
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def write_costs(jobs: pd.DataFrame, path: str) -> None:
+    """The per-job table as TSV (a report's ``cost.tsv``; the comparison sums them)."""
+    with atomic_path(path) as tmp:
+        jobs.to_csv(tmp, sep="\t", index=False)
+
+
+def read_cost_tables(paths: list[str]) -> pd.DataFrame:
+    """Per-job tables of several reports as one, each job once (experiments share steps)."""
+    tables = [pd.read_csv(p, sep="\t") for p in paths]
+    return pd.concat(tables, ignore_index=True).drop_duplicates("benchmark") if tables else pd.DataFrame(
+        columns=COLUMNS)
 
 
 def summarize_costs(jobs: pd.DataFrame) -> pd.DataFrame:
@@ -101,12 +119,11 @@ def _megabytes(value: float | None) -> str:
     return "n/a" if value is None or pd.isna(value) else f"{value:,.0f} MB"
 
 
-def cost_section(benchmarks: list[str], scope: str) -> list[str]:
+def cost_section(jobs: pd.DataFrame, scope: str) -> list[str]:
     """The "Cost" section of a report, as Markdown lines. ``scope`` says which jobs it covers."""
-    tables = [b for b in benchmarks if b.endswith(".tsv")]  # GPU memory files are read beside them
-    if not tables:
+    if jobs.empty:
         return [COST_HEADING, "", "No benchmark files were given.", ""]
-    table = summarize_costs(read_costs(tables))
+    table = summarize_costs(jobs)
     lines = [
         COST_HEADING, "",
         f"{scope} From Snakemake's benchmark files (`benchmarks/` beside each output); times are summed over a "
@@ -121,4 +138,3 @@ def cost_section(benchmarks: list[str], scope: str) -> list[str]:
         lines.append(f"| {name} | {row.jobs} | {_seconds(row.wall_s)} | {_seconds(row.cpu_s)} | "
                      f"{_megabytes(row.max_rss_mb)} | {_megabytes(row.gpu_peak_mb)} |")
     return lines + [""]
-

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from faithdpo.cost import cost_section
+from faithdpo.cost import cost_section, read_costs, write_costs
 from faithdpo.diagnostics import pair_confounds, training_curves, training_warnings
 from faithdpo.figures import pair_lengths_figure, rates_figure, training_figure
 from faithdpo.io import read_json, read_parquet, write_json, write_text
@@ -383,13 +383,14 @@ COST_SCOPE = ("What this experiment's results cost: the steps every experiment s
 def build_report(
     scores_base: str, scores_dpo: str | None, data: str, pairs: str, log_history: str | None, output: str,
     metrics_out: str, figures_dir: str, config: dict, data_stats: list[str], prompts: list[str], selection: str,
-    benchmarks: list[str] = (), alpha: float = 0.05, resamples: int = 2000, n_examples: int = 3, seed: int = 0,
+    benchmarks: list[str] = (), cost_out: str | None = None, alpha: float = 0.05, resamples: int = 2000, n_examples: int = 3, seed: int = 0,
 ) -> dict:
     """Compute every number of the report from the artifacts; write report.md, metrics.json and the figures.
 
     ``scores_dpo`` and ``log_history`` are None when the experiment had too few pairs to
     train (``selection`` says so and why): the report then shows the base model alone.
-    ``benchmarks``: the Snakemake benchmark files of the steps behind it (its Cost section).
+    ``benchmarks``: the Snakemake benchmark files of the steps behind it (its Cost section),
+    written per job to ``cost_out`` for the comparison.
     """
     sel = read_json(selection)
     trained = sel["trained"]
@@ -439,7 +440,10 @@ def build_report(
     links = {name: os.path.relpath(path, here) for name, path in files if path is not None}
     write_json(metrics, metrics_out)
     shown = examples(paired, data_df, n_examples) if trained else {}
-    cost = cost_section(list(benchmarks), COST_SCOPE)
+    jobs = read_costs(list(benchmarks))
+    if cost_out:
+        write_costs(jobs, cost_out)
+    cost = cost_section(jobs, COST_SCOPE)
     write_text(render(metrics, config, links, figures, shown) + "\n" + "\n".join(cost), output)
     if not trained:
         log.warning("experiment %s not trained: %s", metrics["experiment"], sel["reason"])

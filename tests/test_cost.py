@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from faithdpo.cost import cost_section, gpu_peak_memory, read_costs, step_name, summarize_costs
+from faithdpo.cost import (cost_section, gpu_peak_memory, read_cost_tables, read_costs, step_name, summarize_costs,
+                           write_costs)
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
@@ -36,7 +37,7 @@ def test_steps_sum_their_jobs_and_the_total_sums_the_steps(tmp_path):
     table = summarize_costs(read_costs(files)).set_index("step")
     assert table.loc["generate_candidates"].tolist() == [2, 22.0, 20.0, 700.0, 3500.0]
     assert table.loc["Total"].tolist() == [3, 25.0, 22.5, 700.0, 3500.0]
-    lines = cost_section(files + [str(b / "generate_candidates" / "1-of-2.gpu.json")], "The whole run.")
+    lines = cost_section(read_costs(files + [str(b / "generate_candidates" / "1-of-2.gpu.json")]), "The whole run.")
     assert lines[0] == "## Cost" and lines[2].startswith("The whole run. From Snakemake's benchmark files")
     assert "| `generate_candidates` | 2 | 22.0 s | 20.0 s | 700 MB | 3,500 MB |" in lines
     assert "| `score_candidates` | 1 | 3.0 s | 2.5 s | 250 MB | n/a |" in lines
@@ -44,7 +45,7 @@ def test_steps_sum_their_jobs_and_the_total_sums_the_steps(tmp_path):
 
 
 def test_long_steps_read_in_minutes(tmp_path):
-    lines = cost_section([bench(tmp_path / "benchmarks" / "train_dpo.tsv", 5400.0, 9000.0, 5000.0)], "Run.")
+    lines = cost_section(read_costs([bench(tmp_path / "benchmarks" / "train_dpo.tsv", 5400.0, 9000.0, 5000.0)]), "Run.")
     assert "| `train_dpo` | 1 | 90.0 min | 83.3 min | 9,000 MB | n/a |" in lines
 
 
@@ -65,3 +66,16 @@ def test_gpu_peak_memory_says_when_there_is_no_gpu(tmp_path):
         torch.ones(1000).sum()
     assert json.loads((tmp_path / "job.gpu.json").read_text()) == {
         "device": "cpu", "peak_allocated_mb": None, "peak_reserved_mb": None}
+
+
+def test_reports_cost_tables_count_a_shared_job_once(tmp_path):
+    """Two experiments' reports both list the shared steps; the whole run has each job once."""
+    shared = bench(tmp_path / "benchmarks" / "score_candidates.tsv", 3.0, 250.0, 2.5)
+    tables = []
+    for name in ("main", "other"):
+        own = bench(tmp_path / name / "benchmarks" / "train_dpo.tsv", 20.0, 900.0, 19.0, gpu=5000.0)
+        tables.append(str(tmp_path / f"{name}.cost.tsv"))
+        write_costs(read_costs([shared, own]), tables[-1])
+    jobs = read_cost_tables(tables)
+    assert sorted(jobs["step"]) == ["score_candidates", "train_dpo", "train_dpo"]
+    assert "| **Total** | 3 | 43.0 s | 40.5 s | 900 MB | 5,000 MB |" in cost_section(jobs, "Run.")

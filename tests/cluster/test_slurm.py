@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from workflow_helpers import TEST, TEST_OUT, copy_workflow, snakemake, without_cost
+from workflow_helpers import TEST, TEST_OUT, snakemake, without_cost
 
 HERE = Path(__file__).parent
 GPU_RULES = {"generate_candidates", "generate_eval", "train_dpo"}
@@ -71,12 +71,17 @@ def slurm_jobs(text: str) -> list[str]:
 
 
 def test_slurm_runs_gpu_rules_with_a_gpu_and_matches_the_local_run(slurm_cluster, test_run, tmp_path):
-    work = copy_workflow(tmp_path)
-    # poll every 2 s instead of the plugin's 40 s wait: the jobs are short
-    # the main experiment's report: the cluster runs the DAG of one experiment (--configfile
-    # takes several files, so the target comes first)
-    done = snakemake(work, f"{TEST_OUT}/report.md", "--profile", "profiles/slurm", "--slurm-no-account",
-                     "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2", *TEST)
+    """On a copy of the local run, the GPU steps are forced to rerun on the cluster: every GPU rule
+    (both generation steps, training) and every CPU rule after them (shard merges, scoring,
+    pairs, the adapter merge, the report) runs as a SLURM job, and the report equals the local
+    run's. The data steps before generation are CPU rules like these; leaving them out keeps
+    the test to minutes."""
+    work = shutil.copytree(test_run, tmp_path / "run", symlinks=True)
+    # the main experiment's report (the target comes first: --configfile takes several files);
+    # poll every second instead of the plugin's 40 s wait: the jobs are short
+    done = snakemake(work, f"{TEST_OUT}/report.md", "--forcerun", "generate_candidates", "generate_eval", "train_dpo",
+                     "--profile", "profiles/slurm", "--slurm-no-account", "--slurm-init-seconds-before-status-checks",
+                     "1", "--seconds-between-status-checks", "1", *TEST)
     output = done.stdout + done.stderr
 
     rules_seen = {}
@@ -92,5 +97,7 @@ def test_slurm_runs_gpu_rules_with_a_gpu_and_matches_the_local_run(slurm_cluster
             assert has_gpu == (rule in GPU_RULES), f"{rule}: {'a GPU' if has_gpu else 'no GPU'} requested\n{info}"
     assert len(rules_seen["generate_eval"]) == 4  # base and dpo, two shards each
 
+    assert {"merge_candidates", "score_candidates", "select_pairs", "merge_adapter", "merge_eval", "score_eval",
+            "report"} <= set(rules_seen)
     local = without_cost((test_run / TEST_OUT / "report.md").read_text())
     assert without_cost((work / TEST_OUT / "report.md").read_text()) == local

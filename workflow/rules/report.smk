@@ -23,6 +23,8 @@ rule report:
             subcategory="{xdir}",
         ),
         metrics="{xdir}/metrics.json",
+        # the Cost section per job, which the comparison sums over the run
+        cost="{xdir}/cost.tsv",
         rates=report(
             "{xdir}/figures/rates.png",
             caption="../report/rates.rst",
@@ -61,7 +63,11 @@ rule report:
 rule comparison:
     input:
         metrics=[f"{xdir_of(name)}/metrics.json" for name in ["main", *EXPERIMENTS]],
-        benchmarks=run_benchmarks,
+        # the whole run's cost, without asking each experiment's checkpoint again
+        costs=[f"{xdir_of(name)}/cost.tsv" for name in ["main", *EXPERIMENTS]],
+        benchmarks=[
+            f"{xdir_of(name)}/benchmarks/report.tsv" for name in ["main", *EXPERIMENTS]
+        ],
         modules=package_modules("comparison"),
     output:
         report(

@@ -8,5 +8,6 @@ build_comparison(
     list(snakemake.input.metrics),
     snakemake.params.names,
     snakemake.output[0],
+    costs=list(snakemake.input.costs),
     benchmarks=list(snakemake.input.benchmarks),
 )

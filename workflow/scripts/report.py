@@ -20,5 +20,6 @@ build_report(
     prompts=list(snakemake.input.prompts),
     selection=snakemake.input.selection,
     benchmarks=list(snakemake.input.benchmarks),
+    cost_out=snakemake.output.cost,
     **snakemake.params,
 )
