@@ -11,8 +11,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = ["--configfile", "config/demo.yaml"]
-# The workflow tests' small config (.test/config.yaml): 2 shards, one experiment beside main.
-TEST = ["--configfile", ".test/config.yaml"]
+# The workflow tests' small config (.test/config.yaml): 2 shards, one experiment beside main. Its
+# GPU steps run on the CPU with one thread each, two at a time (the profile allows one GPU job).
+TEST = ["--resources", "gpu=2", "--configfile", ".test/config.yaml"]
 TEST_OUT = "results/test"
 WORKFLOW_FILES = ["Snakefile", "workflow", "config", "faithdpo", "profiles", "envs", "demo", ".test"]
 
