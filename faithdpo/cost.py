@@ -129,7 +129,8 @@ def cost_section(jobs: pd.DataFrame, scope: str) -> list[str]:
         f"{scope} From Snakemake's benchmark files (`benchmarks/` beside each output); times are summed over a "
         "step's jobs, which run in parallel where cores and GPUs allow, so the run took less wall time than the "
         "total. Peak memory is the largest job's resident set (RSS); peak GPU memory is what torch's allocator "
-        "reserved (\"n/a\": the step ran without a GPU, or is a CPU step).", "",
+        "reserved (\"n/a\": the step ran without a GPU, or is a CPU step). Snakemake samples CPU and memory "
+        "while a job runs, so jobs of a second or so read near zero there.", "",
         "| Step | Jobs | Wall time | CPU time | Peak memory | Peak GPU memory |",
         "|---|---:|---:|---:|---:|---:|",
     ]
