@@ -51,7 +51,8 @@ def cleanest_candidates(scores: pd.DataFrame, highlights: pd.DataFrame) -> pd.Da
     from faithdpo.quality import is_failed, rouge_f1
 
     # An empty, punctuation-only or looping summary has badness 0 but is no faithful summary.
-    clean = scores[(scores["badness"] == 0) & ~scores["summary"].map(is_failed)].merge(highlights[["id", "highlights"]], on="id", how="inner")
+    clean = scores[(scores["badness"] == 0) & ~scores["summary"].map(is_failed)]
+    clean = clean.merge(highlights[["id", "highlights"]], on="id", how="inner")
     clean = clean.assign(rougeL=rouge_f1(list(clean["summary"]), list(clean["highlights"]))["rougeL"].to_numpy()
                          if len(clean) else [])
     ranked = clean.sort_values(["id", "rougeL", "candidate"], ascending=[True, False, True], kind="stable")
@@ -265,7 +266,7 @@ def select_pairs(scores: str, prompts: str, data: str, model_dir: str, output: s
     ``on_cut_tail`` is "keep". The token lengths of both sides are stored too: the report uses
     them to show how far length alone could separate the pairs.
     """
-    from faithdpo.scoring import prompt_references
+    from faithdpo.scoring import given_references
     from faithdpo.tokens import count_tokens, load_text_tokenizer
 
     if on_cut_tail not in ON_CUT_TAIL:
@@ -273,9 +274,8 @@ def select_pairs(scores: str, prompts: str, data: str, model_dir: str, output: s
     score_df = read_parquet(scores, ["id", "candidate", "summary", "badness"])
     full_df = read_parquet(data, ["id", "article", "highlights"])
     prompts_df = read_parquet(prompts, ["id", "prompt", "article"])
-    data_df = prompt_references(data, prompts)  # the article as the prompt gave it
-    truncated = bool((data_df.set_index("id")["article"] != full_df.set_index("id")["article"].reindex(
-        data_df["id"])).any())
+    data_df = given_references(full_df, prompts_df)  # the article as the prompt gave it
+    truncated = bool((data_df["article"] != data_df["id"].map(full_df.set_index("id")["article"])).any())
     scorer = None
     if strategy == "minimal_swap" or truncated:
         from faithdpo.scoring import Scorer, ScoringConfig

@@ -383,7 +383,8 @@ COST_SCOPE = ("What this experiment's results cost: the steps every experiment s
 def build_report(
     scores_base: str, scores_dpo: str | None, data: str, pairs: str, log_history: str | None, output: str,
     metrics_out: str, figures_dir: str, config: dict, data_stats: list[str], prompts: list[str], selection: str,
-    benchmarks: list[str] = (), cost_out: str | None = None, alpha: float = 0.05, resamples: int = 2000, n_examples: int = 3, seed: int = 0,
+    benchmarks: list[str] = (), cost_out: str | None = None, alpha: float = 0.05, resamples: int = 2000,
+    n_examples: int = 3, seed: int = 0,
 ) -> dict:
     """Compute every number of the report from the artifacts; write report.md, metrics.json and the figures.
 

@@ -566,18 +566,21 @@ SCORE_COLUMNS = [
 ]
 
 
+def given_references(data: pd.DataFrame, prompts: pd.DataFrame) -> pd.DataFrame:
+    """``id, article, highlights`` with the article as the prompt gave it (cut to the token
+    budget, see prompts.build_prompts): a fact past the cut is one the model never saw, so it
+    cannot support a summary. Articles without a prompt (``over_budget: skip``) are left out."""
+    return data[["id", "highlights"]].merge(prompts[["id", "article"]], on="id", how="inner",
+                                            validate="one_to_one")[["id", "article", "highlights"]]
+
+
 def prompt_references(data: str, prompts: str | None) -> pd.DataFrame:
-    """``id, article, highlights`` of a split, the article as the prompt gave it (cut to the
-    token budget, see prompts.build_prompts) when ``prompts`` is given: a fact past the cut is
-    one the model never saw, so it cannot support a summary."""
+    """The references of a split's files: :func:`given_references`, or the full articles
+    when no ``prompts`` file is given."""
     from faithdpo.io import read_parquet
 
     refs = read_parquet(data, ["id", "article", "highlights"])
-    if prompts is None:
-        return refs
-    given = read_parquet(prompts, ["id", "article"])
-    return refs.drop(columns="article").merge(given[["id", "article"]], on="id", how="inner",
-                                              validate="one_to_one")[["id", "article", "highlights"]]
+    return refs if prompts is None else given_references(refs, read_parquet(prompts, ["id", "article"]))
 
 
 def score_file(summaries: str, data: str, output: str, prompts: str | None = None, **params) -> pd.DataFrame:
