@@ -2,48 +2,21 @@
 GPU jobs record beside them, summed per step into the reports' "Cost" section.
 
 A benchmark file is ``<...>/benchmarks/<rule>/<job>.tsv`` (or ``<rule>.tsv`` for a rule with
-one job); a GPU job writes ``<same stem>.gpu.json`` next to it.
+one job); a GPU job writes ``<same stem>.gpu.json`` next to it (faithdpo.gpu_memory).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 
-from faithdpo.io import atomic_path, write_json
+from faithdpo.io import atomic_path
 
 COST_HEADING = "## Cost"
 _SHARD = re.compile(r"\.?\d+-of-\d+$")  # a scatter item, e.g. "base.1-of-2" -> "base"
-
-
-@contextlib.contextmanager
-def gpu_peak_memory(path: str) -> Iterator[None]:
-    """Record the job's peak GPU memory (torch's allocator, every visible device) to ``path``.
-
-    On a machine without CUDA the file says so (``device: cpu``, peaks null), so that the
-    step's cost reads "no GPU" rather than missing.
-    """
-    import torch
-
-    cuda = torch.cuda.is_available()
-    if cuda:
-        for index in range(torch.cuda.device_count()):
-            torch.cuda.reset_peak_memory_stats(index)
-    yield
-    record = {"device": "cpu", "peak_allocated_mb": None, "peak_reserved_mb": None}
-    if cuda:
-        devices = range(torch.cuda.device_count())
-        record = {
-            "device": ", ".join(sorted({torch.cuda.get_device_name(i) for i in devices})),
-            "peak_allocated_mb": round(max(torch.cuda.max_memory_allocated(i) for i in devices) / 2**20, 1),
-            "peak_reserved_mb": round(max(torch.cuda.max_memory_reserved(i) for i in devices) / 2**20, 1),
-        }
-    write_json(record, path)
 
 
 def step_name(benchmark: str) -> str:

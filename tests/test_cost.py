@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from faithdpo.cost import (cost_section, gpu_peak_memory, read_cost_tables, read_costs, step_name, summarize_costs,
-                           write_costs)
+from faithdpo.cost import cost_section, read_cost_tables, read_costs, step_name, summarize_costs, write_costs
+from faithdpo.gpu_memory import combine_gpu_records, gpu_peak_memory
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
@@ -66,6 +66,22 @@ def test_gpu_peak_memory_says_when_there_is_no_gpu(tmp_path):
         torch.ones(1000).sum()
     assert json.loads((tmp_path / "job.gpu.json").read_text()) == {
         "device": "cpu", "peak_allocated_mb": None, "peak_reserved_mb": None}
+
+
+def test_a_jobs_processes_give_its_peak_on_any_one_gpu(tmp_path):
+    """train_dpo in N processes: each records its own GPU, the job's record is the largest."""
+    paths = []
+    for rank, (allocated, reserved) in enumerate([(900.0, 1000.0), (1200.5, 1100.0)]):
+        paths.append(str(tmp_path / f"rank{rank}.json"))
+        (tmp_path / f"rank{rank}.json").write_text(json.dumps(
+            {"device": "NVIDIA H100", "peak_allocated_mb": allocated, "peak_reserved_mb": reserved}))
+    combine_gpu_records(paths, str(tmp_path / "job.gpu.json"))
+    assert json.loads((tmp_path / "job.gpu.json").read_text()) == {
+        "device": "NVIDIA H100", "peak_allocated_mb": 1200.5, "peak_reserved_mb": 1100.0}
+    cpu = tmp_path / "cpu.json"
+    cpu.write_text(json.dumps({"device": "cpu", "peak_allocated_mb": None, "peak_reserved_mb": None}))
+    combine_gpu_records([str(cpu), str(cpu)], str(tmp_path / "cpu.gpu.json"))
+    assert json.loads((tmp_path / "cpu.gpu.json").read_text())["peak_allocated_mb"] is None
 
 
 def test_reports_cost_tables_count_a_shared_job_once(tmp_path):

@@ -2,7 +2,7 @@
 
 import torch
 
-from faithdpo.cost import gpu_peak_memory
+from faithdpo.gpu_memory import gpu_peak_memory
 from faithdpo.generation import generate_file
 from faithdpo.logs import setup_logging
 
