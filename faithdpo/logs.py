@@ -7,14 +7,15 @@ import sys
 import warnings
 
 
-def setup_logging(log_path: str | None = None, level: int = logging.INFO) -> logging.Logger:
+def setup_logging(log_path: str | None = None, level: int = logging.INFO,
+                  fmt: str = "%(asctime)s %(levelname)s %(name)s: %(message)s") -> logging.Logger:
     """Send the root logger (and Python warnings) to ``log_path`` and to stderr."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
         handlers.append(logging.FileHandler(log_path, mode="w", encoding="utf-8"))
     logging.basicConfig(
         level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=fmt,
         handlers=handlers,
         force=True,
     )

@@ -148,16 +148,22 @@ def check_nf4_shapes(model, where: str) -> None:
         )
 
 
-def nf4_config():
-    """4-bit NF4 with double quantisation (QLoRA's recipe); bf16 (or fp16) compute on a GPU."""
+def nf4_config(quant_storage: str | None = None):
+    """4-bit NF4 with double quantisation (QLoRA's recipe); bf16 (or fp16) compute on a GPU.
+
+    ``quant_storage``: the dtype the packed 4-bit weights are stored in (bitsandbytes: uint8);
+    FSDP and DeepSpeed ZeRO-3 need the compute dtype to shard them (training.quant_storage).
+    """
     import torch
     from transformers import BitsAndBytesConfig
 
+    storage = {"bnb_4bit_quant_storage": getattr(torch, quant_storage)} if quant_storage else {}
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=getattr(torch, compute_dtype()),
+        **storage,
     )
 
 

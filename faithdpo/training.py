@@ -3,17 +3,21 @@
 With a ``peft_config`` and no ``ref_model``, TRL uses the base model with the
 adapters disabled as the reference: no second copy of the weights, which is what a
 4-bit run wants. The trainer's log history (loss, rewards/accuracies,
-rewards/margins, logps/chosen|rejected) is saved for the report.
+rewards/margins, logps/chosen|rejected) is saved for the report. With
+``num_processes`` > 1 the job trains through accelerate's launcher (faithdpo.launch).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from faithdpo import launch
 from faithdpo.io import atomic_path, inputs_fingerprint, progress_dir, read_parquet, write_json
 
 log = logging.getLogger(__name__)
@@ -52,6 +56,14 @@ class TrainingConfig:
     # Trainable LoRA weights while training. TRL casts them to bf16 over a 4-bit base, where
     # AdamW's steps at lr 5e-6 are below half a bf16 step of lora_A and round away.
     adapter_dtype: str = "float32"  # float32 | bfloat16
+    # Processes (GPUs) of one node that train together; the global batch is per-device batch
+    # x accumulation x processes. num_nodes > 1 is refused before any job (launch.check_launch).
+    num_processes: int = 1
+    num_nodes: int = 1
+    accelerate_config: str | None = None  # an accelerate config file: DeepSpeed ZeRO or FSDP
+    # Trackers the trainer logs to (none | tensorboard | wandb | mlflow, or a list): they watch
+    # the training and never change it, so they are left out of the checkpoints' fingerprint.
+    report_to: str | list[str] = "none"
 
     def __post_init__(self):
         if self.adapter_dtype not in ADAPTER_DTYPES:
@@ -63,12 +75,22 @@ def precision(dtype: str) -> dict:
     return {"bf16": dtype == "bfloat16", "fp16": dtype == "float16"}
 
 
-def dpo_config(cfg: TrainingConfig, output_dir: str, on_gpu: bool):
+# Settings that do not change what training computes (see TrainingConfig.report_to).
+NOT_FINGERPRINTED = ("report_to",)
+
+
+def result_settings(cfg: TrainingConfig) -> dict:
+    """The settings a checkpoint depends on: a resume under other ones would mix two trainings."""
+    return {k: v for k, v in asdict(cfg).items() if k not in NOT_FINGERPRINTED}
+
+
+def dpo_config(cfg: TrainingConfig, output_dir: str, on_gpu: bool, run_name: str | None = None):
     from trl import DPOConfig
 
     from faithdpo.models import compute_dtype
 
     dtype = compute_dtype()
+    report_to = launch.trackers(cfg.report_to)
 
     return DPOConfig(
         output_dir=output_dir,
@@ -95,7 +117,11 @@ def dpo_config(cfg: TrainingConfig, output_dir: str, on_gpu: bool):
         save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=2,
-        report_to="none",
+        report_to=report_to or "none",
+        run_name=run_name,
+        # Several processes: every LoRA weight takes part in each step, so DDP need not search
+        # for unused ones (transformers' checkpointing is non-reentrant, which DDP supports).
+        ddp_find_unused_parameters=False,
         disable_tqdm=True,
         dataloader_num_workers=0,
         model_init_kwargs={"dtype": dtype, "use_safetensors": True,
@@ -115,6 +141,48 @@ def last_checkpoint(directory: Path) -> Path | None:
     return None
 
 
+class WholeBatchSampler:
+    """An epoch's pairs in shuffled order, filled up to whole global batches with that order's
+    first pairs, so that every optimizer step sees one full global batch.
+
+    DDP fills a short last batch with repeated pairs while one process trains on it short, so
+    their last step of each epoch (and all after it) would differ; with whole global batches,
+    N processes split each step's pairs exactly as one process accumulates them. The order
+    depends on (seed, epoch) only: the same in every process and after a resume.
+    """
+
+    def __init__(self, size: int, global_batch: int, seed: int):
+        self.size, self.global_batch, self.seed, self.epoch = size, global_batch, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-self.size // self.global_batch) * self.global_batch
+
+    def __iter__(self):
+        import numpy as np
+
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size).tolist()
+        while len(order) < len(self):
+            order += order[: len(self) - len(order)]
+        return iter(order)
+
+
+def dpo_trainer_class():
+    """TRL's DPOTrainer, sampling whole global batches (WholeBatchSampler)."""
+    from trl import DPOTrainer
+
+    class WholeBatchDPOTrainer(DPOTrainer):
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = self.train_dataset if train_dataset is None else train_dataset
+            args = self.args
+            return WholeBatchSampler(len(dataset), args.per_device_train_batch_size
+                                     * args.gradient_accumulation_steps * args.world_size, args.data_seed)
+
+    return WholeBatchDPOTrainer
+
+
 def set_adapter_dtype(model, dtype: str) -> int:
     """Cast the trainable (adapter) parameters to ``dtype``; the number of tensors cast.
 
@@ -132,11 +200,14 @@ def set_adapter_dtype(model, dtype: str) -> int:
     return cast
 
 
-def build_trainer(cfg: TrainingConfig, df, model_dir: str, output_dir: str, on_gpu: bool):
-    """TRL's DPOTrainer over ``df`` (prompt/chosen/rejected), adapter weights in ``cfg.adapter_dtype``."""
+def build_trainer(cfg: TrainingConfig, df, model_dir: str, output_dir: str, on_gpu: bool,
+                  run_name: str | None = None, quant_storage: str | None = None):
+    """TRL's DPOTrainer over ``df`` (prompt/chosen/rejected), adapter weights in ``cfg.adapter_dtype``.
+
+    ``quant_storage``: the dtype 4-bit weights are stored in, when FSDP or ZeRO-3 shards them.
+    """
     import datasets
     from peft import LoraConfig
-    from trl import DPOTrainer
 
     from faithdpo.models import load_tokenizer, nf4_config
 
@@ -148,13 +219,13 @@ def build_trainer(cfg: TrainingConfig, df, model_dir: str, output_dir: str, on_g
         target_modules=list(cfg.lora_target_modules),
         task_type="CAUSAL_LM",
     )
-    trainer = DPOTrainer(
+    trainer = dpo_trainer_class()(
         model=model_dir,
-        args=dpo_config(cfg, output_dir, on_gpu),
+        args=dpo_config(cfg, output_dir, on_gpu, run_name),
         train_dataset=datasets.Dataset.from_pandas(df[["prompt", "chosen", "rejected"]], preserve_index=False),
         processing_class=tokenizer,
         peft_config=peft_config,
-        quantization_config=nf4_config() if cfg.quantization == "nf4" else None,
+        quantization_config=nf4_config(quant_storage) if cfg.quantization == "nf4" else None,
     )
     cast = set_adapter_dtype(trainer.model, cfg.adapter_dtype)
     log.info("adapter weights in %s (%d tensors cast back from TRL's choice)", cfg.adapter_dtype, cast)
@@ -162,38 +233,136 @@ def build_trainer(cfg: TrainingConfig, df, model_dir: str, output_dir: str, on_g
 
 
 def train_dpo(pairs: str, model_dir: str, adapter_dir: str, log_history: str, device: str = "cpu",
-              rule: str = "train_dpo", **params) -> list[dict]:
+              rule: str = "train_dpo", run_name: str | None = None, tensorboard_dir: str | None = None,
+              gpu_memory: str | None = None, threads: int = 1, **params) -> list[dict]:
     """Train a LoRA adapter with DPO on ``pairs`` (prompt/chosen/rejected); save it and the log.
 
     ``device: cuda`` stops at once without a CUDA device (models.require_device). Checkpoints
     go to a folder beside the adapter every ``save_steps`` steps; a rerun after a kill resumes
-    from the last complete one (same inputs only) instead of step 0.
+    from the last complete one (same inputs only) instead of step 0. ``num_processes`` > 1
+    trains in that many processes through accelerate (faithdpo.launch), the same otherwise.
+    ``run_name`` names the run in the trackers; TensorBoard writes to ``tensorboard_dir``.
+    ``gpu_memory``: where the peak GPU memory is recorded (gpu_memory.gpu_peak_memory).
     """
+    from faithdpo.gpu_memory import combine_gpu_records, gpu_peak_memory
     from faithdpo.models import check_model_dir, require_device
 
     on_gpu = require_device(device, rule) == "cuda"
     cfg = TrainingConfig(**params)
+    launch.check_launch(asdict(cfg), device)
+    launch.check_trackers(cfg.report_to)
+    if on_gpu:
+        require_gpus(cfg.num_processes, rule)
     check_model_dir(model_dir)
-    df = read_parquet(pairs, ["prompt", "chosen", "rejected"])
-    if df.empty:
+    if read_parquet(pairs, ["prompt"]).empty:
         raise ValueError(f"{pairs} holds no preference pairs: every candidate had badness 0, nothing to train on")
     # The trainer's checkpoints, beside the adapter (see io.progress_dir).
     checkpoints = progress_dir(Path(adapter_dir).with_name(f".{Path(adapter_dir).name}.checkpoints"),
-                               inputs_fingerprint([pairs], model_dir, asdict(cfg)))
+                               inputs_fingerprint([pairs], model_dir, result_settings(cfg)))
     resume = last_checkpoint(checkpoints)
-    trainer = build_trainer(cfg, df, model_dir, str(checkpoints), on_gpu)
-    tokenizer = trainer.processing_class
-    four_bit = sum(type(m).__module__.startswith("bitsandbytes") for m in trainer.model.modules())
-    log.info("training on %d pairs; %d 4-bit linear layers; (trainable, all) parameters: %s",
-             len(df), four_bit, trainer.model.get_nb_trainable_parameters())
     if resume:
         log.info("resuming from %s", resume)
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    with atomic_path(adapter_dir) as tmp:
-        trainer.model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-    history = trainer.state.log_history
-    write_json(history, log_history)
+    elif tensorboard_dir:
+        # A fresh training starts a fresh TensorBoard run; a resumed one adds to its own.
+        shutil.rmtree(tensorboard_dir, ignore_errors=True)
+    job = {
+        "pairs": pairs, "model_dir": model_dir, "adapter_dir": adapter_dir, "log_history": log_history,
+        "checkpoints": str(checkpoints), "resume": str(resume) if resume else None, "on_gpu": on_gpu,
+        "run_name": run_name, "tensorboard_dir": tensorboard_dir, "params": asdict(cfg),
+        "quant_storage": quant_storage(cfg), "threads_per_process": max(1, threads // cfg.num_processes),
+    }
+    if launch.launched(cfg.num_processes, cfg.accelerate_config):
+        run_dir = checkpoints / "launch"
+        launch.run(job, run_dir, cfg.num_processes, cfg.accelerate_config, threads)
+        if gpu_memory:
+            combine_gpu_records(sorted(map(str, run_dir.glob("gpu_memory.rank*.json"))), gpu_memory)
+    else:
+        with gpu_peak_memory(gpu_memory) if gpu_memory else contextlib.nullcontext():
+            run_training(job)
+    history = json.loads(Path(log_history).read_text())
     shutil.rmtree(checkpoints, ignore_errors=True)
     log.info("saved adapter to %s; final log entry: %s", adapter_dir, history[-1] if history else None)
     return history
+
+
+def require_gpus(num_processes: int, rule: str) -> None:
+    """Stop when the job sees fewer GPUs than it trains on (the scheduler gave it fewer)."""
+    import torch
+
+    found = torch.cuda.device_count()
+    if found < num_processes:
+        raise RuntimeError(
+            f"rule {rule}: training.num_processes = {num_processes}, but this job sees {found} CUDA device(s) "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}). The rule asks the cluster for "
+            f"gpu: {num_processes}; run it where that many are free, or lower num_processes."
+        )
+
+
+def quant_storage(cfg: TrainingConfig) -> str | None:
+    """The storage dtype of 4-bit weights: the compute dtype where FSDP or ZeRO-3 shards them."""
+    if cfg.quantization != "nf4" or cfg.accelerate_config is None:
+        return None
+    if not launch.shards_weights(launch.accelerate_settings(cfg.accelerate_config)):
+        return None
+    from faithdpo.models import compute_dtype
+
+    return compute_dtype()
+
+
+@contextlib.contextmanager
+def tracking_env(tensorboard_dir: str | None):
+    """Where the trackers write, through the variables transformers reads: TensorBoard to the
+    experiment's folder, W&B and MLflow to a "faithdpo" project unless the user names one.
+    Credentials stay where the user put them (their environment or login); nothing here
+    reads or logs them."""
+    settings = {"WANDB_PROJECT": "faithdpo", "MLFLOW_EXPERIMENT_NAME": "faithdpo"}
+    settings = {k: v for k, v in settings.items() if k not in os.environ}
+    if tensorboard_dir:
+        settings["TENSORBOARD_LOGGING_DIR"] = os.path.abspath(tensorboard_dir)
+    saved = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run_training(job: dict) -> None:
+    """Train ``job`` (as train_dpo builds it) in this process: the only one, or one of the
+    launched ones. The main process alone writes the adapter and the log history."""
+    cfg = TrainingConfig(**job["params"])
+    df = read_parquet(job["pairs"], ["prompt", "chosen", "rejected"])
+    with tracking_env(job["tensorboard_dir"] if "tensorboard" in launch.trackers(cfg.report_to) else None):
+        trainer = build_trainer(cfg, df, job["model_dir"], job["checkpoints"], job["on_gpu"], job["run_name"],
+                                job["quant_storage"])
+        four_bit = sum(type(m).__module__.startswith("bitsandbytes") for m in trainer.model.modules())
+        world = trainer.args.world_size
+        log.info("training on %d pairs in %d process(es), global batch %d (%d per device x %d accumulation x %d); "
+                 "%d 4-bit linear layers; (trainable, all) parameters: %s", len(df), world,
+                 cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world,
+                 cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps, world, four_bit,
+                 trainer.model.get_nb_trainable_parameters())
+        trainer.train(resume_from_checkpoint=job["resume"])
+    save_adapter(trainer, job["adapter_dir"], Path(job["checkpoints"]) / "adapter")
+    if trainer.is_world_process_zero():
+        write_json(trainer.state.log_history, job["log_history"])
+
+
+def save_adapter(trainer, adapter_dir: str, staging: Path) -> None:
+    """Save the adapter and tokenizer to ``adapter_dir`` (atomically: staged, then renamed).
+
+    Every process takes part: under FSDP or ZeRO-3 the adapter's weights are sharded and
+    Trainer.save_model gathers them (FSDP as a full state dict, PEFT's FSDP recipe); the main
+    process writes.
+    """
+    if trainer.is_fsdp_enabled:
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    trainer.save_model(str(staging))
+    if trainer.is_world_process_zero():
+        (staging / "training_args.bin").unlink(missing_ok=True)  # the Trainer's pickle: not part of the adapter
+        with atomic_path(adapter_dir) as tmp:
+            staging.rename(tmp)

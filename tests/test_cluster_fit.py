@@ -32,7 +32,8 @@ def test_cpu_rules_holding_a_split_or_a_model_declare_mem_mb_from_the_config(tmp
 def test_slurm_profile_sends_gpu_rules_to_the_gpu_partition_and_cpu_rules_to_the_default():
     profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
     assert "slurm_partition" not in profile["default-resources"]  # the cluster's default partition
-    gpu_rules = {name for name, block in rule_blocks().items() if "gpu_resources()" in block}
+    gpu_rules = {name for name, block in rule_blocks().items()
+                 if "gpu_resources()" in block or "training_resources()" in block}
     assert gpu_rules == {"generate_candidates", "generate_eval", "train_dpo"}
     partitions = {rule: res.get("slurm_partition") for rule, res in profile["set-resources"].items()}
     assert {rule for rule, part in partitions.items() if part} == gpu_rules

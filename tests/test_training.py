@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import fields
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -88,11 +89,21 @@ CHANGED_TRAINING = {
     "lr_scheduler_type": "linear", "warmup_steps": 0.1, "num_train_epochs": 3, "beta": 0.3, "loss_type": ["ipo"],
     "loss_weights": [0.5], "ld_alpha": 0.5, "logging_steps": 2, "gradient_checkpointing": False, "save_steps": 10,
     "seed": 1, "trust_remote_code": True, "adapter_dtype": "bfloat16", "disable_dropout": True,
+    "num_processes": 2, "accelerate_config": str(Path(__file__).parent / "data" / "accelerate_ddp.yaml"),
 }
+# Settings that watch training and never change it: a resume under another value is the same training.
+UNCHANGED_TRAINING = {"report_to": "tensorboard"}
+ONLY_ONE_VALUE = {"num_nodes"}  # more than 1 is refused (test_launch.py)
 
 
 def test_every_training_setting_is_checked_against_the_checkpoints():
-    assert set(CHANGED_TRAINING) == {f.name for f in fields(TrainingConfig)}
+    assert set(CHANGED_TRAINING) | set(UNCHANGED_TRAINING) | ONLY_ONE_VALUE == {f.name for f in fields(TrainingConfig)}
+    assert set(UNCHANGED_TRAINING) == set(training.NOT_FINGERPRINTED)
+
+
+@pytest.mark.parametrize("setting", UNCHANGED_TRAINING)
+def test_a_tracker_change_resumes_the_same_checkpoints(setting, checkpoint_fingerprint):
+    assert checkpoint_fingerprint(**{setting: UNCHANGED_TRAINING[setting]}) == checkpoint_fingerprint()
 
 
 @pytest.mark.parametrize("setting", CHANGED_TRAINING)
@@ -126,7 +137,12 @@ def adapter_weights(path):
     return load_file(str(path / "adapter_model.safetensors"))
 
 
-def test_killed_training_resumes_from_its_last_checkpoint(tiny_model_dir, pairs, tmp_path):
+@pytest.mark.parametrize("processes", [1, 2])
+def test_killed_training_resumes_from_its_last_checkpoint(tiny_model_dir, pairs, tmp_path, processes):
+    """A job killed mid-way (kill -9 of the job's process, as SLURM's time limit does) resumes from
+    its last checkpoint and ends where an uninterrupted run ends. With 2 processes the launcher and
+    its training processes die with the job (nothing writes on), the main process alone wrote the
+    checkpoints, and the result is the 1-process run's with the same global batch of 2."""
     import os
     import signal
     import subprocess
@@ -135,34 +151,42 @@ def test_killed_training_resumes_from_its_last_checkpoint(tiny_model_dir, pairs,
 
     import torch
 
-    params = dict(quantization="none", lora_r=4, lora_alpha=8, per_device_train_batch_size=1,
+    params = dict(quantization="none", lora_r=4, lora_alpha=8, per_device_train_batch_size=2 // processes,
                   gradient_accumulation_steps=1, max_length=384, learning_rate=1e-3, num_train_epochs=2,
-                  save_steps=2, lora_dropout=0.0)
+                  save_steps=1, lora_dropout=0.0, num_processes=processes, threads=processes)
     adapter = tmp_path / "adapter"
     args = [sys.executable, "-c", RUN.format(params=params), str(pairs), tiny_model_dir, str(adapter),
             str(tmp_path / "history.json")]
     checkpoints = tmp_path / ".adapter.checkpoints"
     proc = subprocess.Popen([*args, str(tmp_path / "first.log")])
     deadline = time.time() + 300
-    while not (checkpoints / "checkpoint-6" / "trainer_state.json").exists() and proc.poll() is None \
+    while not (checkpoints / "checkpoint-3" / "trainer_state.json").exists() and proc.poll() is None \
             and time.time() < deadline:
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the kill must land mid-way for this test to mean anything"
+    if processes > 1:
+        first = set(checkpoints.glob("checkpoint-*"))
+        time.sleep(2)  # a process left behind would write its next checkpoint meanwhile
+        assert set(checkpoints.glob("checkpoint-*")) == first, "training went on after its job was killed"
+        # the main process wrote each checkpoint's state; each process its own RNG state
+        newest = max(first, key=lambda p: int(p.name.split("-")[1]))
+        assert {p.name for p in newest.glob("rng_state*")} == {"rng_state_0.pth", "rng_state_1.pth"}
     assert not adapter.exists()
 
     subprocess.run([*args, str(tmp_path / "second.log")], check=True)
     log = (tmp_path / "second.log").read_text()
     assert "resuming from" in log and "checkpoint-" in log
     resumed_at = int(log.split("resuming from ")[1].split("checkpoint-")[1].split()[0])
-    assert 6 <= resumed_at < 16
+    assert 3 <= resumed_at < 8
     history = [h for h in json.loads((tmp_path / "history.json").read_text()) if "loss" in h]
-    assert [h["step"] for h in history][-1] == 16  # 8 pairs x 2 epochs, batch 1
+    assert [h["step"] for h in history][-1] == 8  # 8 pairs x 2 epochs, global batch 2
     assert not checkpoints.exists(), "checkpoints are removed once the adapter is saved"
 
     reference = tmp_path / "reference"
-    train_dpo(str(pairs), tiny_model_dir, str(reference), str(tmp_path / "ref.json"), **params)
+    one_process = {**params, "num_processes": 1, "per_device_train_batch_size": 2, "threads": 1}
+    train_dpo(str(pairs), tiny_model_dir, str(reference), str(tmp_path / "ref.json"), **one_process)
     resumed, uninterrupted = adapter_weights(adapter), adapter_weights(reference)
     assert resumed.keys() == uninterrupted.keys()
     for name in resumed:

@@ -8,7 +8,7 @@ import jsonschema
 import pyarrow.parquet as pq
 import yaml
 
-from faithdpo import models
+from faithdpo import launch, models
 from faithdpo.deps import module_closure
 from faithdpo.scoring import check_scoring_config
 
@@ -67,6 +67,7 @@ def check_config(cfg):
             f"({cfg['training']['max_length']}): summaries would be cut in training. Lower one or raise max_length."
         )
     check_scoring_config(cfg["scoring"])
+    launch.check_launch(cfg["training"], cfg["device"])
     schema = yaml.safe_load(open(os.path.join(workflow.basedir, SCHEMA)))
     for name in cfg["experiments"]:
         merged = {**cfg, **experiment_config(xdir_of(name))}
@@ -75,6 +76,9 @@ def check_config(cfg):
             raise ValueError(
                 f"experiments.{name}: {key} = {error.instance!r}: {error.message}"
             )
+        launch.check_launch(
+            merged["training"], cfg["device"], where=f"experiments.{name}.training"
+        )
     if cfg["model"]["source"] == "tiny" and cfg["generation"]["quantization"] == "nf4":
         problems = models.nf4_shape_problems(
             models.qwen2_linear_shapes(**cfg["model"]["tiny"])
@@ -281,12 +285,33 @@ def training_params(wildcards):
         "seed": config["seed"],
         "trust_remote_code": config["model"]["trust_remote_code"],
         "device": config["device"],
+        # the trackers' run: the experiment's name; TensorBoard's files in its folder
+        "run_name": experiment_of(wildcards.xdir),
+        "tensorboard_dir": f"{wildcards.xdir}/tensorboard",
     }
 
 
 def gpu_resources():
     res = config["resources"]
-    return {"gpu": 1, "runtime": res["gpu_runtime"], "mem_mb": res["gpu_mem_mb"]}
+    return {"gpu": res["gpu"], "runtime": res["gpu_runtime"], "mem_mb": res["gpu_mem_mb"]}
+
+
+def training_processes(wildcards):
+    return experiment_config(wildcards.xdir)["training"]["num_processes"]
+
+
+def training_resources():
+    """train_dpo holds the GPUs, host memory and threads of each training process."""
+    res = config["resources"]
+    return {
+        "gpu": lambda wildcards: res["gpu"] * training_processes(wildcards),
+        "runtime": res["gpu_runtime"],
+        "mem_mb": lambda wildcards: res["gpu_mem_mb"] * training_processes(wildcards),
+    }
+
+
+def training_threads(wildcards):
+    return config["resources"]["gpu_threads"] * training_processes(wildcards)
 
 
 def report_config(xdir):

@@ -17,9 +17,9 @@ rule train_dpo:
         "{xdir}/benchmarks/train_dpo.tsv"
     conda:
         "../../envs/gpu.yaml"
-    threads: config["resources"]["gpu_threads"]
+    threads: training_threads
     resources:
-        **gpu_resources(),
+        **training_resources(),
     params:
         training=training_params,
     script:
