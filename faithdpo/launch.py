@@ -28,9 +28,7 @@ log = logging.getLogger(__name__)
 
 # accelerate's distributed types a training job may name in its accelerate config.
 DISTRIBUTED_TYPES = ("MULTI_GPU", "FSDP", "DEEPSPEED")
-TRACKERS = ("tensorboard", "wandb", "mlflow")
-# The Python package each tracker needs, and the extra that installs it.
-TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+TRACKERS = ("tensorboard", "wandb", "mlflow")  # each the name of its package and of its extra
 
 
 def trackers(report_to: str | list[str]) -> list[str]:
@@ -49,9 +47,9 @@ def check_trackers(report_to: str | list[str]) -> None:
     import importlib.util
 
     for name in trackers(report_to):
-        if importlib.util.find_spec(TRACKER_PACKAGES[name]) is None:
+        if importlib.util.find_spec(name) is None:
             raise RuntimeError(
-                f"training.report_to includes {name}, but the {TRACKER_PACKAGES[name]} package is not installed "
+                f"training.report_to includes {name}, but the {name} package is not installed "
                 f"in this job's environment: pip install -e '.[{name}]' (or set report_to: none)."
             )
 
@@ -86,7 +84,14 @@ def shards_weights(settings: dict) -> bool:
     """
     if settings["distributed_type"] == "FSDP":
         return True
-    return settings["distributed_type"] == "DEEPSPEED" and (settings.get("deepspeed_config") or {}).get("zero_stage") == 3
+    if settings["distributed_type"] != "DEEPSPEED":
+        return False
+    deepspeed = settings.get("deepspeed_config") or {}
+    if "deepspeed_config_file" in deepspeed:  # DeepSpeed's own JSON
+        stage = json.loads(Path(deepspeed["deepspeed_config_file"]).read_text()).get("zero_optimization", {}).get("stage")
+    else:
+        stage = deepspeed.get("zero_stage")
+    return stage == 3
 
 
 def check_launch(training: dict, device: str, where: str = "training") -> None:
@@ -148,11 +153,14 @@ def launch_command(config_file: str, num_processes: int, threads_per_process: in
         "--num_machines", "1",
         "--main_process_port", str(port),
         "--num_cpu_threads_per_process", str(threads_per_process),
+        # every GPU the scheduler gave the job, and no precision of the launcher's (the Trainer's)
+        "--gpu_ids", "all",
+        "--mixed_precision", "no",
         "-m", "faithdpo.launch", "worker", spec,
     ]
 
 
-def run(job: dict, run_dir: Path, num_processes: int, accelerate_config: str | None, threads: int) -> None:
+def run(job: dict, run_dir: Path, num_processes: int, accelerate_config: str | None, threads_per_process: int) -> None:
     """Train ``job`` (see training.run_training) in ``num_processes`` processes; their output
     goes to this job's log. Raises with the launcher's exit code when a process fails."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -162,7 +170,7 @@ def run(job: dict, run_dir: Path, num_processes: int, accelerate_config: str | N
         Path(config_file).write_text(yaml.safe_dump(default_accelerate_config(num_processes)))
     spec = run_dir / "job.json"
     spec.write_text(json.dumps(job, indent=1))
-    command = launch_command(config_file, num_processes, max(1, threads // num_processes), free_port(), str(spec))
+    command = launch_command(config_file, num_processes, threads_per_process, free_port(), str(spec))
     log.info("launching %d training processes: %s", num_processes, " ".join(command))
     errors = []  # the processes' uncaught errors (logs.setup_logging logs them as CRITICAL)
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -200,7 +208,6 @@ def rank() -> int:
 def worker(spec: str) -> None:
     """One launched process: train its share of the job; its output reaches the job's log."""
     import datasets
-    import torch
     import transformers
 
     from faithdpo.gpu_memory import gpu_peak_memory
@@ -215,7 +222,6 @@ def worker(spec: str) -> None:
     # one bar per process, map and model load, each in the job's log
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
-    torch.set_num_threads(job["threads_per_process"])
     own_gpu = [int(os.environ.get("LOCAL_RANK", "0"))]
     with gpu_peak_memory(str(Path(spec).with_name(f"gpu_memory.rank{rank()}.json")), devices=own_gpu):
         run_training(job)

@@ -85,6 +85,9 @@ def result_settings(cfg: TrainingConfig) -> dict:
 
 
 def dpo_config(cfg: TrainingConfig, output_dir: str, on_gpu: bool, run_name: str | None = None):
+    """TRL's DPOConfig for ``cfg``. A launched run loads the model whole in each process
+    (device_map None: DDP places it on the process's GPU, FSDP and ZeRO-3 shard it), never
+    spread over all GPUs ("auto", TRL's default on a GPU unless told)."""
     from trl import DPOConfig
 
     from faithdpo.models import compute_dtype
@@ -124,20 +127,23 @@ def dpo_config(cfg: TrainingConfig, output_dir: str, on_gpu: bool, run_name: str
         ddp_find_unused_parameters=False,
         disable_tqdm=True,
         dataloader_num_workers=0,
-        model_init_kwargs={"dtype": dtype, "use_safetensors": True,
-                           "trust_remote_code": cfg.trust_remote_code},
+        model_init_kwargs={"dtype": dtype, "use_safetensors": True, "trust_remote_code": cfg.trust_remote_code,
+                           **({"device_map": None} if launch.launched(cfg.num_processes, cfg.accelerate_config) else {})},
     )
 
 
-def last_checkpoint(directory: Path) -> Path | None:
-    """The newest complete trainer checkpoint (its trainer_state.json, written last, parses)."""
+def last_checkpoint(directory: Path, processes: int = 1) -> Path | None:
+    """The newest complete trainer checkpoint: its trainer_state.json (written last by the main
+    process) parses and, with several processes, every process's RNG state is there (each writes
+    its own, with no barrier before the main process's state)."""
     steps = sorted(directory.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]), reverse=True)
     for ckpt in steps:
         try:
             json.loads((ckpt / "trainer_state.json").read_text())
-            return ckpt
         except (OSError, ValueError):
             continue
+        if processes == 1 or all((ckpt / f"rng_state_{rank}.pth").exists() for rank in range(processes)):
+            return ckpt
     return None
 
 
@@ -171,14 +177,31 @@ class WholeBatchSampler:
 
 def dpo_trainer_class():
     """TRL's DPOTrainer, sampling whole global batches (WholeBatchSampler)."""
+    from transformers import TrainerCallback
     from trl import DPOTrainer
 
+    class SamplerEpoch(TrainerCallback):
+        """Tell the sampler each epoch, resumed ones included: with several processes, neither
+        accelerate nor the Trainer reaches it through the batch sampler's wrappers after a resume."""
+
+        def __init__(self, trainer):
+            self.trainer = trainer
+
+        def on_epoch_begin(self, args, state, control, **kwargs):
+            self.trainer.whole_batch_sampler.set_epoch(int(state.epoch))
+
     class WholeBatchDPOTrainer(DPOTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.add_callback(SamplerEpoch(self))
+
         def _get_train_sampler(self, train_dataset=None):
             dataset = self.train_dataset if train_dataset is None else train_dataset
             args = self.args
-            return WholeBatchSampler(len(dataset), args.per_device_train_batch_size
-                                     * args.gradient_accumulation_steps * args.world_size, args.data_seed)
+            self.whole_batch_sampler = WholeBatchSampler(
+                len(dataset), args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
+                args.data_seed)
+            return self.whole_batch_sampler
 
     return WholeBatchDPOTrainer
 
@@ -233,7 +256,7 @@ def build_trainer(cfg: TrainingConfig, df, model_dir: str, output_dir: str, on_g
 
 
 def train_dpo(pairs: str, model_dir: str, adapter_dir: str, log_history: str, device: str = "cpu",
-              rule: str = "train_dpo", run_name: str | None = None, tensorboard_dir: str | None = None,
+              rule: str = "train_dpo", run_name: str | None = None, tracking_dir: str | None = None,
               gpu_memory: str | None = None, threads: int = 1, **params) -> list[dict]:
     """Train a LoRA adapter with DPO on ``pairs`` (prompt/chosen/rejected); save it and the log.
 
@@ -241,7 +264,7 @@ def train_dpo(pairs: str, model_dir: str, adapter_dir: str, log_history: str, de
     go to a folder beside the adapter every ``save_steps`` steps; a rerun after a kill resumes
     from the last complete one (same inputs only) instead of step 0. ``num_processes`` > 1
     trains in that many processes through accelerate (faithdpo.launch), the same otherwise.
-    ``run_name`` names the run in the trackers; TensorBoard writes to ``tensorboard_dir``.
+    ``run_name`` names the run in the trackers, which write under ``tracking_dir`` (tracking_env).
     ``gpu_memory``: where the peak GPU memory is recorded (gpu_memory.gpu_peak_memory).
     """
     from faithdpo.gpu_memory import combine_gpu_records, gpu_peak_memory
@@ -257,23 +280,24 @@ def train_dpo(pairs: str, model_dir: str, adapter_dir: str, log_history: str, de
     if read_parquet(pairs, ["prompt"]).empty:
         raise ValueError(f"{pairs} holds no preference pairs: every candidate had badness 0, nothing to train on")
     # The trainer's checkpoints, beside the adapter (see io.progress_dir).
+    # An accelerate config's content is part of what the checkpoints were made under.
+    settings_files = [cfg.accelerate_config] if cfg.accelerate_config else []
     checkpoints = progress_dir(Path(adapter_dir).with_name(f".{Path(adapter_dir).name}.checkpoints"),
-                               inputs_fingerprint([pairs], model_dir, result_settings(cfg)))
-    resume = last_checkpoint(checkpoints)
+                               inputs_fingerprint([pairs, *settings_files], model_dir, result_settings(cfg)))
+    resume = last_checkpoint(checkpoints, cfg.num_processes)
     if resume:
         log.info("resuming from %s", resume)
-    elif tensorboard_dir:
-        # A fresh training starts a fresh TensorBoard run; a resumed one adds to its own.
-        shutil.rmtree(tensorboard_dir, ignore_errors=True)
+    elif tracking_dir:
+        # A fresh training starts fresh TensorBoard logs; a resumed one adds to its own.
+        shutil.rmtree(Path(tracking_dir) / "tensorboard", ignore_errors=True)
     job = {
         "pairs": pairs, "model_dir": model_dir, "adapter_dir": adapter_dir, "log_history": log_history,
         "checkpoints": str(checkpoints), "resume": str(resume) if resume else None, "on_gpu": on_gpu,
-        "run_name": run_name, "tensorboard_dir": tensorboard_dir, "params": asdict(cfg),
-        "quant_storage": quant_storage(cfg), "threads_per_process": max(1, threads // cfg.num_processes),
+        "run_name": run_name, "tracking_dir": tracking_dir, "params": asdict(cfg), "quant_storage": quant_storage(cfg),
     }
     if launch.launched(cfg.num_processes, cfg.accelerate_config):
         run_dir = checkpoints / "launch"
-        launch.run(job, run_dir, cfg.num_processes, cfg.accelerate_config, threads)
+        launch.run(job, run_dir, cfg.num_processes, cfg.accelerate_config, max(1, threads // cfg.num_processes))
         if gpu_memory:
             combine_gpu_records(sorted(map(str, run_dir.glob("gpu_memory.rank*.json"))), gpu_memory)
     else:
@@ -310,25 +334,26 @@ def quant_storage(cfg: TrainingConfig) -> str | None:
 
 
 @contextlib.contextmanager
-def tracking_env(tensorboard_dir: str | None):
-    """Where the trackers write, through the variables transformers reads: TensorBoard to the
-    experiment's folder, W&B and MLflow to a "faithdpo" project unless the user names one.
-    Credentials stay where the user put them (their environment or login); nothing here
-    reads or logs them."""
+def tracking_env(tracking_dir: str | None):
+    """Where the trackers write, through the variables transformers and the trackers read: under
+    the experiment's ``tracking_dir`` (TensorBoard's ``tensorboard/``, W&B's ``wandb/``, MLflow's
+    ``mlruns/`` unless MLFLOW_TRACKING_URI names a server), in a "faithdpo" W&B project or MLflow
+    experiment unless the user names one. A variable the user set wins. Credentials stay where
+    the user put them (their environment or login); nothing here reads or logs them."""
     settings = {"WANDB_PROJECT": "faithdpo", "MLFLOW_EXPERIMENT_NAME": "faithdpo"}
+    if tracking_dir:
+        root = Path(tracking_dir).absolute()
+        settings.update(TENSORBOARD_LOGGING_DIR=str(root / "tensorboard"), WANDB_DIR=str(root),
+                        MLFLOW_TRACKING_URI=(root / "mlruns").as_uri())
     settings = {k: v for k, v in settings.items() if k not in os.environ}
-    if tensorboard_dir:
-        settings["TENSORBOARD_LOGGING_DIR"] = os.path.abspath(tensorboard_dir)
-    saved = {k: os.environ.get(k) for k in settings}
+    if "WANDB_DIR" in settings:
+        Path(settings["WANDB_DIR"]).mkdir(parents=True, exist_ok=True)  # W&B wants it to exist
     os.environ.update(settings)
     try:
         yield
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        for k in settings:
+            os.environ.pop(k, None)
 
 
 def run_training(job: dict) -> None:
@@ -336,7 +361,7 @@ def run_training(job: dict) -> None:
     launched ones. The main process alone writes the adapter and the log history."""
     cfg = TrainingConfig(**job["params"])
     df = read_parquet(job["pairs"], ["prompt", "chosen", "rejected"])
-    with tracking_env(job["tensorboard_dir"] if "tensorboard" in launch.trackers(cfg.report_to) else None):
+    with tracking_env(job["tracking_dir"] if launch.trackers(cfg.report_to) else None):
         trainer = build_trainer(cfg, df, job["model_dir"], job["checkpoints"], job["on_gpu"], job["run_name"],
                                 job["quant_storage"])
         four_bit = sum(type(m).__module__.startswith("bitsandbytes") for m in trainer.model.modules())

@@ -60,14 +60,14 @@ def test_two_processes_train_as_one_with_the_same_global_batch(runs):
         torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5)
 
 
-def test_only_the_main_process_writes(runs):
+def test_the_main_process_alone_logs_and_tracks_and_nothing_is_left_behind(runs):
     work, _, (_, _, adapter, log) = runs
     assert "[rank 0] INFO faithdpo.training: training on" in log
     assert "[rank 1] INFO" not in log  # the other process speaks only about problems
     assert sorted(p.name for p in adapter.iterdir() if p.name != ".snakemake_timestamp") == [
         "README.md", "adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json"]
     assert not (work / MAIN / ".adapter.checkpoints").exists()
-    assert len(list((work / TEST_OUT / "tensorboard").iterdir())) == 1  # one event file: the main process's
+    assert len(list((work / TEST_OUT / "tracking" / "tensorboard").iterdir())) == 1  # the main process's
     gpu = json.loads((work / TEST_OUT / "benchmarks" / "train_dpo.gpu.json").read_text())
     assert gpu == {"device": "cpu", "peak_allocated_mb": None, "peak_reserved_mb": None}
 
@@ -76,7 +76,7 @@ def test_tensorboard_logs_read_back_offline_under_the_experiment(runs):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     work, _, (_, two, _, _) = runs
-    events = EventAccumulator(str(work / TEST_OUT / "tensorboard"))
+    events = EventAccumulator(str(work / TEST_OUT / "tracking" / "tensorboard"))
     events.Reload()
     scalars = [(e.step, e.value) for e in events.Scalars("train/loss")]
     assert [s for s, _ in scalars] == [s for s, _ in losses(two)]

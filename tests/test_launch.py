@@ -60,6 +60,10 @@ def test_an_accelerate_config_we_cannot_run_is_named(tmp_path, text, message):
         launch.check_launch({"accelerate_config": str(path)}, "cuda")
 
 
+def test_the_accelerate_examples_are_fsdp_and_zero3():
+    assert {p.name for p in EXAMPLES} == {"deepspeed_zero3.yaml", "fsdp_qlora.yaml"}
+
+
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_the_example_accelerate_configs_shard_4bit_weights_in_the_compute_dtype(example, monkeypatch):
     """FSDP and ZeRO-3 shard the weights: QLoRA under them stores the 4-bit weights in the compute
@@ -72,7 +76,14 @@ def test_the_example_accelerate_configs_shard_4bit_weights_in_the_compute_dtype(
     assert training.quant_storage(cfg) == "bfloat16"
     assert training.quant_storage(TrainingConfig(accelerate_config=str(example), quantization="none")) is None
     assert training.quant_storage(TrainingConfig(num_processes=2)) is None
-    assert {p.name for p in EXAMPLES} == {"deepspeed_zero3.yaml", "fsdp_qlora.yaml"}
+
+
+@pytest.mark.parametrize("stage, shards", [(3, True), (2, False)])
+def test_a_deepspeed_json_config_is_read_for_its_zero_stage(tmp_path, stage, shards):
+    (tmp_path / "ds.json").write_text(json.dumps({"zero_optimization": {"stage": stage}}))
+    settings = {"distributed_type": "DEEPSPEED", "deepspeed_config": {"deepspeed_config_file": str(tmp_path / "ds.json")}}
+    assert launch.shards_weights(settings) is shards
+    assert launch.shards_weights({"distributed_type": "MULTI_GPU"}) is False
 
 
 def test_quant_storage_reaches_the_4bit_config():
@@ -84,33 +95,28 @@ def test_quant_storage_reaches_the_4bit_config():
     assert nf4_config().bnb_4bit_quant_storage == torch.uint8
 
 
-def test_the_launcher_gets_the_jobs_processes_one_machine_and_its_own_port(tmp_path):
+def test_the_launcher_gets_the_jobs_processes_one_machine_its_own_port_all_its_gpus_and_no_precision():
+    """The job's settings on the command line win over a user's accelerate file (accelerate's rule)."""
     command = launch.launch_command("acc.yaml", 4, 3, 29999, "job.json")
     assert command[1:4] == ["-m", "faithdpo.launch", "launch"]
-    args = dict(zip(command[4:14:2], command[5:14:2]))
+    args = dict(zip(command[4:18:2], command[5:18:2]))
     assert args == {"--config_file": "acc.yaml", "--num_processes": "4", "--num_machines": "1",
-                    "--main_process_port": "29999", "--num_cpu_threads_per_process": "3"}
-    assert command[14:] == ["-m", "faithdpo.launch", "worker", "job.json"]
+                    "--main_process_port": "29999", "--num_cpu_threads_per_process": "3", "--gpu_ids": "all",
+                    "--mixed_precision": "no"}
+    assert command[18:] == ["-m", "faithdpo.launch", "worker", "job.json"]
 
 
-def test_the_default_launch_is_ddp_and_ignores_a_users_default_accelerate_config():
+def test_the_config_written_for_a_launch_without_one_is_ddp():
     config = launch.default_accelerate_config(2)
     assert config["distributed_type"] == "MULTI_GPU" and config["num_processes"] == 2
     assert config["mixed_precision"] == "no"  # the Trainer's bf16/fp16 flags decide
 
 
-def test_the_rendezvous_port_is_free():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", launch.free_port()))
-
-
 def test_a_failed_process_stops_the_job_with_the_launchers_exit_code_and_its_last_lines(tmp_path, caplog):
-    job = {"params": {}, "threads_per_process": 1}
+    job = {"params": {}}
     with pytest.raises(RuntimeError, match=r"training in 2 processes failed: accelerate launch exited with 1; the "
                                            r"first error: \[rank \d\] CRITICAL faithdpo: KeyError: 'pairs' "):
-        launch.run(job, tmp_path / "run", 2, None, 2)
+        launch.run(job, tmp_path / "run", 2, None, 1)
     assert json.loads((tmp_path / "run" / "job.json").read_text()) == job
     assert yaml.safe_load((tmp_path / "run" / "accelerate.yaml").read_text())["num_processes"] == 2
 
@@ -137,14 +143,17 @@ def test_every_epoch_is_whole_global_batches_of_a_shuffled_order(size, global_ba
     assert list(WholeBatchSampler(size, global_batch, seed=1)) != epochs[0] or size < 4
 
 
-def test_tracking_env_points_tensorboard_at_the_experiment_and_keeps_the_users_project(tmp_path, monkeypatch):
+def test_trackers_write_under_the_experiment_and_a_users_settings_win(tmp_path, monkeypatch):
+    for name in ("MLFLOW_EXPERIMENT_NAME", "TENSORBOARD_LOGGING_DIR", "WANDB_DIR", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("WANDB_PROJECT", "mine")
-    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
-    monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
-    with training.tracking_env(str(tmp_path / "tb")):
-        assert os.environ["TENSORBOARD_LOGGING_DIR"] == str(tmp_path / "tb")
+    with training.tracking_env(str(tmp_path / "tracking")):
+        assert os.environ["TENSORBOARD_LOGGING_DIR"] == str(tmp_path / "tracking" / "tensorboard")
+        assert os.environ["WANDB_DIR"] == str(tmp_path / "tracking") and (tmp_path / "tracking").is_dir()
+        assert os.environ["MLFLOW_TRACKING_URI"] == (tmp_path / "tracking" / "mlruns").as_uri()
         assert os.environ["WANDB_PROJECT"] == "mine" and os.environ["MLFLOW_EXPERIMENT_NAME"] == "faithdpo"
-    assert "TENSORBOARD_LOGGING_DIR" not in os.environ and "MLFLOW_EXPERIMENT_NAME" not in os.environ
+    for name in ("MLFLOW_EXPERIMENT_NAME", "TENSORBOARD_LOGGING_DIR", "WANDB_DIR", "MLFLOW_TRACKING_URI"):
+        assert name not in os.environ
     assert os.environ["WANDB_PROJECT"] == "mine"
 
 

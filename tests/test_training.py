@@ -131,6 +131,19 @@ train_dpo(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], **{params!r})
 """
 
 
+def test_a_checkpoint_counts_once_every_process_saved_its_rng_state(tmp_path):
+    """The main process writes trainer_state.json and each process its RNG state, with no barrier
+    between them: a kill in between leaves a checkpoint a resume must pass over."""
+    for step, ranks in ((2, [0, 1]), (4, [0])):
+        ckpt = tmp_path / f"checkpoint-{step}"
+        ckpt.mkdir()
+        (ckpt / "trainer_state.json").write_text("{}")
+        for rank in ranks:
+            (ckpt / f"rng_state_{rank}.pth").write_bytes(b"")
+    assert training.last_checkpoint(tmp_path, processes=2).name == "checkpoint-2"
+    assert training.last_checkpoint(tmp_path).name == "checkpoint-4"
+
+
 def adapter_weights(path):
     from safetensors.torch import load_file
 
@@ -139,8 +152,8 @@ def adapter_weights(path):
 
 @pytest.mark.parametrize("processes", [1, 2])
 def test_killed_training_resumes_from_its_last_checkpoint(tiny_model_dir, pairs, tmp_path, processes):
-    """A job killed mid-way (kill -9 of the job's process, as SLURM's time limit does) resumes from
-    its last checkpoint and ends where an uninterrupted run ends. With 2 processes the launcher and
+    """A job killed mid-way through its second epoch (kill -9 of the job's process, as SLURM's time
+    limit does) resumes from its last checkpoint and ends where an uninterrupted run ends. With 2 processes the launcher and
     its training processes die with the job (nothing writes on), the main process alone wrote the
     checkpoints, and the result is the 1-process run's with the same global batch of 2."""
     import os
@@ -160,7 +173,8 @@ def test_killed_training_resumes_from_its_last_checkpoint(tiny_model_dir, pairs,
     checkpoints = tmp_path / ".adapter.checkpoints"
     proc = subprocess.Popen([*args, str(tmp_path / "first.log")])
     deadline = time.time() + 300
-    while not (checkpoints / "checkpoint-3" / "trainer_state.json").exists() and proc.poll() is None \
+    # in the second epoch (4 steps an epoch): a resume must draw that epoch's order, not the first's
+    while not (checkpoints / "checkpoint-5" / "trainer_state.json").exists() and proc.poll() is None \
             and time.time() < deadline:
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
@@ -179,7 +193,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(tiny_model_dir, pairs,
     log = (tmp_path / "second.log").read_text()
     assert "resuming from" in log and "checkpoint-" in log
     resumed_at = int(log.split("resuming from ")[1].split("checkpoint-")[1].split()[0])
-    assert 3 <= resumed_at < 8
+    assert 5 <= resumed_at < 8
     history = [h for h in json.loads((tmp_path / "history.json").read_text()) if "loss" in h]
     assert [h["step"] for h in history][-1] == 8  # 8 pairs x 2 epochs, global batch 2
     assert not checkpoints.exists(), "checkpoints are removed once the adapter is saved"

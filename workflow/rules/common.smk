@@ -285,15 +285,19 @@ def training_params(wildcards):
         "seed": config["seed"],
         "trust_remote_code": config["model"]["trust_remote_code"],
         "device": config["device"],
-        # the trackers' run: the experiment's name; TensorBoard's files in its folder
+        # the trackers' run: the experiment's name; their files in its folder
         "run_name": experiment_of(wildcards.xdir),
-        "tensorboard_dir": f"{wildcards.xdir}/tensorboard",
+        "tracking_dir": f"{wildcards.xdir}/tracking",
     }
 
 
 def gpu_resources():
     res = config["resources"]
-    return {"gpu": res["gpu"], "runtime": res["gpu_runtime"], "mem_mb": res["gpu_mem_mb"]}
+    return {
+        "gpu": res["gpu"],
+        "runtime": res["gpu_runtime"],
+        "mem_mb": res["gpu_mem_mb"],
+    }
 
 
 def training_processes(wildcards):
@@ -301,13 +305,20 @@ def training_processes(wildcards):
 
 
 def training_resources():
-    """train_dpo holds the GPUs, host memory and threads of each training process."""
+    """train_dpo holds the GPUs, host memory and threads of each training process, on one node."""
     res = config["resources"]
     return {
+        "nodes": 1,
         "gpu": lambda wildcards: res["gpu"] * training_processes(wildcards),
         "runtime": res["gpu_runtime"],
         "mem_mb": lambda wildcards: res["gpu_mem_mb"] * training_processes(wildcards),
     }
+
+
+def accelerate_config(wildcards):
+    """An experiment's accelerate config file, an input: editing it retrains."""
+    path = experiment_config(wildcards.xdir)["training"]["accelerate_config"]
+    return [path] if path else []
 
 
 def training_threads(wildcards):

@@ -6,6 +6,7 @@ rule train_dpo:
     input:
         pairs=preference_pairs,
         model=base_model_dir(),
+        accelerate_config=accelerate_config,
         modules=package_modules("training"),
     output:
         adapter=directory("{xdir}/models/dpo/adapter"),
