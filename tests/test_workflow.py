@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from faithdpo.report import fmt_delta
-from workflow_helpers import DEMO, REPO, TEST, TEST_OUT, copy_workflow, snakemake, without_cost
+from workflow_helpers import DEMO, REPO, TEST, TEST_OUT, copy_workflow, planned_jobs, snakemake, without_cost
 
 
 def test_rules_are_snakefmt_formatted():
@@ -26,6 +26,17 @@ def test_rules_are_snakefmt_formatted():
 def test_lint_is_clean(config):
     done = snakemake(REPO, "--lint", *config)
     assert "Congratulations, your workflow is in a good condition!" in done.stdout + done.stderr
+
+
+def test_the_readmes_7b_configuration_is_the_shipped_file_and_plans():
+    """The worked 7B configuration in the README is config/cluster-7b.yaml, word for word, and the
+    workflow accepts it on the real experiment (4 generation shards)."""
+    shipped = (REPO / "config" / "cluster-7b.yaml").read_text()
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("config/cluster-7b.yaml`):\n\n```yaml\n", 1)[1].split("```", 1)[0]
+    assert block in shipped and yaml.safe_load(block) == yaml.safe_load(shipped)
+    jobs = planned_jobs(REPO, "--configfile", "config/config.yaml", "config/cluster-7b.yaml")
+    assert sum(j.startswith("generate_candidates") for j in jobs) == 4
 
 
 @pytest.mark.parametrize("override, message", [
@@ -43,6 +54,12 @@ def test_lint_is_clean(config):
     ({"data": {"source": "local", "dir": "nowhere"}},
      r"data\.source is 'local' but nowhere/train\.parquet does not exist: place train\.parquet"),
     ({"model": {"source": "local", "path": "no_model"}}, r"model directory no_model does not exist"),
+    ({"training": {"num_nodes": 2}},
+     r"training\.num_nodes = 2: training across nodes is not supported\. A train_dpo job holds the GPUs of one node: "
+     r"raise training\.num_processes"),
+    ({"experiments": {"big": {"training": {"num_nodes": 4}}}}, r"experiments\.big\.training\.num_nodes = 4: training across"),
+    ({"training": {"accelerate_config": "config/accelerate/fsdp_qlora.yaml"}},
+     r"uses FSDP, which needs CUDA, but the config says device: cpu"),
     ({"scoring": {"number_pattern": "(["}},
      r"scoring\.number_pattern = '\(\[' is not a valid regular expression .*allowed: default, seed"),
     ({"scoring": {"ner_labels": ["PERSONN"]}},
@@ -121,6 +138,10 @@ def test_shared_steps_run_once_for_all_experiments(tmp_path):
         "select_pairs": 3, "generate_eval": 2, "merge_eval": 1, "score_eval": 1,  # the base model's
         "report": 3, "comparison": 1, "all": 1,
     }
+    # a CPU run (resources.gpu: 0): its GPU steps hold no GPU, so the profile's one-GPU cap
+    # does not queue them one at a time on a machine that has none
+    generation = [b for b in re.split(r"\n(?=rule )", out) if b.startswith("rule generate_")]
+    assert len(generation) == 4 and all(re.search(r"resources: .*\bgpu=0\b", b) for b in generation)
 
 
 @pytest.mark.slow
