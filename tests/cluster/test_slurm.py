@@ -8,11 +8,12 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from workflow_helpers import TEST, TEST_OUT, snakemake, without_cost
+from workflow_helpers import TEST, TEST_OUT, without_cost
 
 HERE = Path(__file__).parent
 GPU_RULES = {"generate_candidates", "generate_eval", "train_dpo"}
@@ -66,6 +67,24 @@ def test_a_slurm_config_not_ours_fails_under_ci_and_skips_elsewhere(ci, outcome,
         start_cluster(tmp_path)
 
 
+# The SLURM plugin adds 10 s to its wait after each status check that finds no job finished (up
+# to 3 minutes: meant for hour-long cluster jobs), which made most of this test's minutes. Its
+# jobs take seconds: poll every second instead. Only the polling changes; submission is real.
+POLL_EVERY_SECOND = """
+import snakemake_executor_plugin_slurm as slurm
+from snakemake.cli import main
+
+slurm.Executor.next_seconds_between_status_checks = property(lambda self: 1, lambda self, value: None)
+main()
+"""
+
+
+def snakemake_polling_every_second(work: Path, *args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-c", POLL_EVERY_SECOND, *args], cwd=work, capture_output=True, text=True)
+    assert done.returncode == 0, f"snakemake {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
 def slurm_jobs(text: str) -> list[str]:
     return re.findall(r"has been submitted with SLURM jobid (\d+)", text)
 
@@ -77,11 +96,10 @@ def test_slurm_runs_gpu_rules_with_a_gpu_and_matches_the_local_run(slurm_cluster
     run's. The data steps before generation are CPU rules like these; leaving them out keeps
     the test to minutes."""
     work = shutil.copytree(test_run, tmp_path / "run", symlinks=True)
-    # the main experiment's report (the target comes first: --configfile takes several files);
-    # poll every second instead of the plugin's 40 s wait: the jobs are short
-    done = snakemake(work, f"{TEST_OUT}/report.md", "--forcerun", "generate_candidates", "generate_eval", "train_dpo",
-                     "--profile", "profiles/slurm", "--slurm-no-account", "--slurm-init-seconds-before-status-checks",
-                     "1", "--seconds-between-status-checks", "1", *TEST)
+    # the main experiment's report (the target comes first: --configfile takes several files)
+    done = snakemake_polling_every_second(
+        work, f"{TEST_OUT}/report.md", "--forcerun", "generate_candidates", "generate_eval", "train_dpo",
+        "--profile", "profiles/slurm", "--slurm-no-account", *TEST)
     output = done.stdout + done.stderr
 
     rules_seen = {}
