@@ -103,7 +103,6 @@ def check_launch(training: dict, device: str, where: str = "training") -> None:
             "a DeepSpeed ZeRO-3 or FSDP config in training.accelerate_config when the model does not fit one GPU. "
             "To train across nodes, train on the experiment's pairs/train.parquet outside the workflow."
         )
-    trackers(training.get("report_to", "none"))
     path = training.get("accelerate_config")
     if path is None:
         return

@@ -58,6 +58,7 @@ def test_the_readmes_7b_configuration_is_the_shipped_file_and_plans():
      r"training\.num_nodes = 2: training across nodes is not supported\. A train_dpo job holds the GPUs of one node: "
      r"raise training\.num_processes"),
     ({"experiments": {"big": {"training": {"num_nodes": 4}}}}, r"experiments\.big\.training\.num_nodes = 4: training across"),
+    ({"training": {"report_to": ["tensorboard", "comet"]}}, r"\['tensorboard', 'comet'\] is not valid under any of the given schemas"),
     ({"training": {"accelerate_config": "config/accelerate/fsdp_qlora.yaml"}},
      r"uses FSDP, which needs CUDA, but the config says device: cpu"),
     ({"scoring": {"number_pattern": "(["}},
