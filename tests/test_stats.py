@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 
-from faithdpo.stats import mcnemar, paired_bootstrap, verdict
+from faithdpo.stats import (mcnemar, mcnemar_mde, mcnemar_p, mcnemar_power, mean_interval, paired_bootstrap,
+                            paired_swap_test, verdict)
 
 
 def table(base, dpo):
@@ -41,15 +42,86 @@ def test_paired_bootstrap_matches_a_direct_resampling():
 
 
 def test_paired_bootstrap_is_seeded_and_pairs_the_articles():
-    base = np.array([1, 0, 1, 1, 0, 1, 0, 0, 1, 1.0])
+    rng = np.random.default_rng(2)
+    base = rng.integers(0, 2, 200).astype(float)
+    dpo = np.where(rng.random(200) < 0.3, 1 - base, base)
+    assert paired_bootstrap(base, dpo, seed=3) == paired_bootstrap(base, dpo, seed=3)
+    assert paired_bootstrap(base, dpo, seed=3)["delta"] != paired_bootstrap(base, dpo, seed=4)["delta"]
+    assert paired_bootstrap(base, dpo, seed=3)["base"] == mean_interval(base, seed=3)  # one draw for all
     assert paired_bootstrap(base, base)["delta"].low == paired_bootstrap(base, base)["delta"].high == 0.0
-    shifted = base + 1  # every article one more item: the paired delta has no spread at all
-    delta = paired_bootstrap(base, shifted)["delta"]
+    delta = paired_bootstrap(base, base + 1)["delta"]  # every article one more item: the paired delta has no spread
     assert (delta.low, delta.high) == pytest.approx((1.0, 1.0))
-    a = paired_bootstrap(base, 1 - base, seed=3)
-    assert a == paired_bootstrap(base, 1 - base, seed=3)
     with pytest.raises(ValueError, match="same length"):
         paired_bootstrap(base, base[:5])
+
+
+def test_paired_bootstrap_of_pooled_ratios():
+    """With denominators each side is sum(num) / sum(den) over the resampled articles."""
+    rng = np.random.default_rng(3)
+    base_den, dpo_den = rng.poisson(5, 300), rng.poisson(5, 300)
+    base, dpo = rng.binomial(base_den, 0.6), rng.binomial(dpo_den, 0.72)
+    ci = paired_bootstrap(base, dpo, resamples=4000, base_den=base_den, dpo_den=dpo_den)
+    idx = np.random.default_rng(7).integers(0, 300, (4000, 300))
+    ratio = dpo[idx].sum(axis=1) / dpo_den[idx].sum(axis=1)
+    deltas = ratio - base[idx].sum(axis=1) / base_den[idx].sum(axis=1)
+    assert (ci["delta"].low, ci["delta"].high) == pytest.approx(tuple(np.percentile(deltas, [2.5, 97.5])), abs=0.01)
+    assert (ci["dpo"].low, ci["dpo"].high) == pytest.approx(tuple(np.percentile(ratio, [2.5, 97.5])), abs=0.01)
+    assert ci["delta"].low > 0  # the DPO side's share is clearly higher
+    ones = np.ones(300)
+    assert paired_bootstrap(base, dpo, base_den=ones, dpo_den=ones) == paired_bootstrap(base, dpo)
+
+
+def test_paired_bootstrap_without_items():
+    """Resamples where a side has no items leave its ratio out; a side with none at all has no interval."""
+    num, den = np.r_[np.zeros(9), 1.0], np.r_[np.zeros(9), 2.0]  # one article holds every item
+    ci = paired_bootstrap(num, np.ones(10), base_den=den, dpo_den=np.full(10, 2.0))
+    assert (ci["base"].low, ci["base"].high) == (0.5, 0.5)
+    assert (ci["delta"].low, ci["delta"].high) == (0.0, 0.0)  # 0.5 on both sides whenever defined
+    ci = paired_bootstrap(num, np.ones(10), base_den=np.zeros(10), dpo_den=np.full(10, 2.0))
+    assert np.isnan([ci["base"].low, ci["base"].high, ci["delta"].low, ci["delta"].high]).all()
+    assert not np.isnan(ci["dpo"].low)
+    assert np.isnan(paired_swap_test(num, np.ones(10), base_den=np.zeros(10), dpo_den=np.full(10, 2.0)))
+    with pytest.raises(ValueError, match="both sides"):
+        paired_bootstrap(num, num, base_den=den)
+    with pytest.raises(ValueError, match="non-negative"):
+        paired_bootstrap(num, num, base_den=-den, dpo_den=den)
+
+
+def test_swap_test_matches_the_full_enumeration():
+    """Ten articles: scipy enumerates all 2^10 swaps exactly."""
+    from scipy.stats import permutation_test
+
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, 4, 10).astype(float)
+    dpo = base + np.array([1, 0, -1, 2, 1, 0, 1, -2, 1, 1.0])
+    exact = permutation_test((base, dpo), lambda x, y, axis: np.mean(y, axis=axis) - np.mean(x, axis=axis),
+                             permutation_type="samples", vectorized=True, alternative="two-sided").pvalue
+    assert 0.2 < exact < 0.8
+    assert paired_swap_test(base, dpo, resamples=20000) == pytest.approx(exact, abs=0.02)
+    assert paired_swap_test(base, base) == 1.0
+
+
+def test_swap_test_follows_the_mean_where_wilcoxon_does_not():
+    """30 articles lose one item, 5 gain ten: the mean rises by 0.1, yet the signed ranks say "fewer"."""
+    from scipy.stats import wilcoxon
+
+    base = np.r_[np.ones(30), np.zeros(170)]
+    dpo = np.r_[np.zeros(30), np.full(5, 10.0), np.zeros(165)]
+    assert dpo.mean() - base.mean() == pytest.approx(0.1)
+    assert wilcoxon(dpo, base).pvalue < 0.01
+    assert paired_swap_test(base, dpo) > 0.2
+    assert paired_swap_test(base, np.zeros(200)) < 0.01  # a real shift: 30 articles lose one, none gain
+    assert paired_swap_test(np.r_[np.ones(60), np.zeros(140)], np.zeros(200)) < 0.01
+
+
+def test_swap_test_of_pooled_ratios():
+    rng = np.random.default_rng(0)
+    base_den, dpo_den = rng.poisson(5, 300), rng.poisson(5, 300)
+    base = rng.binomial(base_den, 0.6)
+    same, higher = rng.binomial(dpo_den, 0.6), rng.binomial(dpo_den, 0.72)
+    assert paired_swap_test(base, same, base_den=base_den, dpo_den=dpo_den) > 0.05
+    assert paired_swap_test(base, higher, base_den=base_den, dpo_den=dpo_den) < 0.01
+    assert paired_bootstrap(base, higher, base_den=base_den, dpo_den=dpo_den)["delta"].low > 0
 
 
 def test_verdicts():
@@ -70,21 +142,46 @@ def test_holm_matches_statsmodels():
     assert holm([]) == []
 
 
-def test_mcnemar_mde_has_the_promised_power():
-    """At the detectable change, McNemar's test rejects in about 80% of simulated paired samples."""
-    from faithdpo.stats import mcnemar, mcnemar_mde
+def test_mcnemar_p_is_binomtest_below_the_threshold_and_one_at_equal_counts():
+    from scipy.stats import binomtest
 
-    n, discordant, alpha = 400, 80, 0.05
+    for d in range(1, 25):
+        for b in range(d + 1):
+            assert mcnemar_p(b, d - b) == pytest.approx(binomtest(b, d, 0.5).pvalue, rel=1e-9)
+    equal = mcnemar(np.r_[np.ones(25), np.zeros(25)], np.r_[np.zeros(25), np.ones(25)])
+    assert (equal["exact"], equal["statistic"], equal["p_value"]) == (False, 0.0, 1.0)
+
+
+def simulated_power(n, discordant, delta, alpha, seed=1, draws=20000):
+    """Share of multinomial paired samples statsmodels' McNemar test rejects at alpha."""
+    psi = discordant / n
+    b, c, _ = np.random.default_rng(seed).multinomial(n, [(psi + delta) / 2, (psi - delta) / 2, 1 - psi], draws).T
+    pairs, counts = np.unique(np.stack([b, c], axis=1), axis=0, return_counts=True)
+    rejects = [sm_mcnemar([[0, x], [y, 0]], exact=x + y < 25, correction=True).pvalue < alpha for x, y in pairs]
+    return float(np.dot(rejects, counts) / draws)
+
+
+@pytest.mark.parametrize("n, discordant, alpha", [(500, 50, 0.05), (400, 80, 0.0125), (200, 30, 0.05)])
+def test_mcnemar_mde_has_the_promised_power(n, discordant, alpha):
+    """At the detectable change McNemar's test rejects in 80% of simulated samples; at 0.8 of it, clearly fewer."""
     delta = mcnemar_mde(n, discordant, alpha)
     assert 0 < delta < discordant / n
-    psi, rng = discordant / n, np.random.default_rng(1)
-    p_only_base, p_only_dpo = (psi + delta) / 2, (psi - delta) / 2  # the rate falls by delta
-    rejected = 0
-    for _ in range(2000):
-        cell = rng.choice(3, size=n, p=[p_only_base, p_only_dpo, 1 - psi])
-        base, dpo = cell == 0, cell == 1
-        rejected += mcnemar(base, dpo)["p_value"] < alpha
-    assert 0.74 < rejected / 2000 < 0.86
-    # a stricter alpha or fewer changed articles need a larger change; none changed: nothing to see
-    assert mcnemar_mde(n, discordant, alpha / 10) > delta
+    assert mcnemar_power(n, discordant / n, delta, alpha) == pytest.approx(0.8, abs=1e-6)
+    assert simulated_power(n, discordant, delta, alpha) == pytest.approx(0.8, abs=0.02)
+    smaller = simulated_power(n, discordant, 0.8 * delta, alpha)
+    assert smaller < 0.72
+    assert smaller == pytest.approx(mcnemar_power(n, discordant / n, 0.8 * delta, alpha), abs=0.02)
+
+
+def test_mcnemar_power_and_mde_monotone():
+    deltas = np.linspace(0, 0.1, 101)
+    powers = [mcnemar_power(200, 0.1, x, 0.05) for x in deltas]
+    assert np.all(np.diff(powers) > 0) and powers[0] <= 0.05  # no change: rejected at most alpha of the time
+    assert mcnemar_power(200, 0.1, -0.05, 0.05) == pytest.approx(mcnemar_power(200, 0.1, 0.05, 0.05))
+    # a stricter alpha or fewer articles need a larger change; (almost) none changed: nothing to see
+    n, discordant, alpha = 400, 80, 0.05
+    assert mcnemar_mde(n, discordant, alpha / 10) > mcnemar_mde(n, discordant, alpha)
+    assert mcnemar_mde(n // 2, discordant // 2, alpha) > mcnemar_mde(n, discordant, alpha)
     assert mcnemar_mde(n, 3, alpha) is None and mcnemar_mde(n, 0, alpha) is None
+    with pytest.raises(ValueError):
+        mcnemar_power(n, 0.1, 0.2, alpha)
