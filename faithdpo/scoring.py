@@ -3,10 +3,12 @@
 A summary's number or entity is *hallucinated* when the reference (article plus
 reference highlights) does not support it. ``badness`` weighs the two counts
 (by default ``2 x numbers + 1 x entities``), and pair selection ranks candidates by it.
+The highlights' own items, and those a summary keeps, give the entity-level recall-target of
+Nan et al. (2021), for entities and numbers alike (see :meth:`Scorer.score`).
 
 Design choices (each documented in the README):
-- NER runs on summaries only; the reference is matched as normalised text, so an NER
-  miss in a long article cannot turn a faithful summary entity into a hallucination.
+- NER runs on summaries and highlights only; the reference is matched as normalised text, so
+  an NER miss in a long article cannot turn a faithful summary entity into a hallucination.
 - An entity is supported when every content token of it occurs in the reference as a
   whole word, case- and accent-insensitively, ignoring a leading article and a
   possessive 's ("Obama" is supported by "Barack Obama").
@@ -488,8 +490,8 @@ class Scorer:
         check_ner_labels(config.ner_labels, self.nlp.get_pipe("ner").labels, config.spacy_model)
 
     def summary_entities(self, summaries: Iterable[str]) -> list[dict[str, str]]:
-        """Named entities of each summary (text -> NER label), de-duplicated by their content tokens."""
-        out = []
+        """Named entities of each summary (text -> NER label), de-duplicated by their content tokens;
+        highlights go through it too, so that their entities are read as a summary's are."""
         docs = self.nlp.pipe(
             summaries, batch_size=self.config.batch_size, n_process=self.config.n_process
         )
@@ -514,16 +516,31 @@ class Scorer:
         return out
 
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Add the score columns to a frame with ``article``, ``highlights``, ``summary``."""
+        """Add the score columns to a frame with ``article``, ``highlights``, ``summary``.
+
+        ``target_entities``/``target_numbers`` are the highlights' items, extracted as a summary's
+        are; ``kept_entities``/``kept_numbers`` are those the summary supports, by the same rules
+        with the summary as the reference. They feed recall-target (Nan et al., 2021): the share of
+        the highlights' items a summary keeps. Candidates share their article's highlights, so NER
+        reads each distinct highlights text once, in the same ``nlp.pipe`` pass as the summaries.
+        """
         for col in ("article", "highlights", "summary"):
             if col not in frame.columns:
                 raise ValueError(f"scoring needs a {col!r} column; got {list(frame.columns)}")
         summaries = [s if isinstance(s, str) else "" for s in frame["summary"]]
+        highlights = [h if isinstance(h, str) else "" for h in frame["highlights"]]
         references = [f"{a}\n{h}" for a, h in zip(frame["article"], frame["highlights"])]
         index_of = {ref: reference_index(ref) for ref in set(references)}
         numbers_of = {ref: reference_number_values(ref, self.number_re) for ref in index_of}
+        targets = list(dict.fromkeys(highlights))
+        parsed = self.summary_entities(summaries + targets)
+        entities = parsed[: len(summaries)]
+        target_entities = dict(zip(targets, parsed[len(summaries):]))
+        target_numbers = {h: extract_numbers(h, self.number_re) for h in targets}
+        # The summary is the reference of the highlights' items; each distinct one is indexed once.
+        summary_index = {s: reference_index(s) for s in set(summaries)}
+        summary_numbers = {s: reference_number_values(s, self.number_re) for s in summary_index}
 
-        entities = self.summary_entities(summaries)
         numbers = [extract_numbers(s, self.number_re) for s in summaries]
         bad_ents = [
             [e for e, label in ents.items() if not entity_supported(e, index_of[ref], label)]
@@ -531,6 +548,14 @@ class Scorer:
         ]
         bad_nums = [
             [n for n in nums if normalize_number(n) not in numbers_of[ref]] for nums, ref in zip(numbers, references)
+        ]
+        kept_ents = [
+            [e for e, label in target_entities[h].items() if entity_supported(e, summary_index[s], label)]
+            for h, s in zip(highlights, summaries)
+        ]
+        kept_nums = [
+            [n for n in target_numbers[h] if normalize_number(n) in summary_numbers[s]]
+            for h, s in zip(highlights, summaries)
         ]
         out = frame.copy()
         out["entities"] = [list(ents) for ents in entities]
@@ -543,6 +568,10 @@ class Scorer:
             self.config.weight_numbers * out["num_hallucinations"]
             + self.config.weight_entities * out["ent_hallucinations"]
         ).astype("int64")
+        out["target_entities"] = [list(target_entities[h]) for h in highlights]
+        out["kept_entities"] = kept_ents
+        out["target_numbers"] = [list(target_numbers[h]) for h in highlights]
+        out["kept_numbers"] = kept_nums
         return out
 
 
@@ -563,6 +592,7 @@ def hallucination_rates(scores: pd.DataFrame) -> dict[str, float]:
 SCORE_COLUMNS = [
     "entities", "hallucinated_entities", "numbers", "hallucinated_numbers",
     "ent_hallucinations", "num_hallucinations", "badness",
+    "target_entities", "kept_entities", "target_numbers", "kept_numbers",
 ]
 
 

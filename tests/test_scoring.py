@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from faithdpo.scoring import (
+    SCORE_COLUMNS,
     ScoringConfig,
     Scorer,
     check_scoring_config,
@@ -172,6 +173,8 @@ def test_scoring_never_crashes_on_any_text(scorer, article, highlights, summary)
     assert row["badness"] == 2 * row["num_hallucinations"] + row["ent_hallucinations"] >= 0
     assert set(row["hallucinated_numbers"]) <= set(row["numbers"])
     assert set(row["hallucinated_entities"]) <= set(row["entities"])
+    assert set(row["kept_numbers"]) <= set(row["target_numbers"])
+    assert set(row["kept_entities"]) <= set(row["target_entities"])
 
 
 @pytest.mark.parametrize("surface, value", [
@@ -222,6 +225,64 @@ def test_entity_rules_depend_on_the_label_where_they_should(entity, label, refer
     assert entity_supported(entity, reference_index(reference), label) is supported
 
 
+HIGHLIGHTS = "Barack Obama visited Kenya, where five people and 1,200 fans met him."
+
+
+@pytest.mark.parametrize("highlights, summary, kept_entities, kept_numbers", [
+    # numbers keep by value, whatever the summary's spelling; kept items are the highlights' surfaces
+    (HIGHLIGHTS, "Barack Obama visited Kenya; 5 people and 1200 fans met him.", ["Barack Obama", "Kenya"],
+     ["five", "1,200"]),
+    # "Obama" alone does not keep "Barack Obama": every content token must be in the summary
+    (HIGHLIGHTS, "Obama was in Kenya with five guards.", ["Kenya"], ["five"]),
+    (HIGHLIGHTS, "A man went to a market.", [], []),
+    # ...while "Barack Obama" in the summary keeps the highlights' "Obama"
+    ("Obama spoke in Michigan.", "Barack Obama spoke.", ["Obama"], []),
+    # the summary's one-word place rule: "Michael Jordan" does not keep the country
+    ("Rain fell in Jordan.", "Michael Jordan spoke.", [], []),
+], ids=["all", "some", "none", "longer-name-keeps", "place-in-a-name"])
+def test_kept_items_are_the_highlights_items_the_summary_supports(scorer, highlights, summary, kept_entities,
+                                                                   kept_numbers):
+    row = scorer.score(pd.DataFrame([{"article": "", "highlights": highlights, "summary": summary}])).iloc[0]
+    assert list(row["target_entities"]) == list(scorer.summary_entities([highlights])[0])
+    assert list(row["target_numbers"]) == extract_numbers(highlights, DEFAULT)
+    assert list(row["kept_entities"]) == kept_entities
+    assert list(row["kept_numbers"]) == kept_numbers
+
+
+def test_targets_are_extracted_as_a_summarys_items_are(scorer):
+    row = scorer.score(pd.DataFrame([{"article": "", "highlights": HIGHLIGHTS, "summary": ""}])).iloc[0]
+    assert (list(row["target_entities"]), list(row["target_numbers"])) == (["Barack Obama", "Kenya"], ["five", "1,200"])
+    assert (list(row["kept_entities"]), list(row["kept_numbers"])) == ([], [])
+
+
+def test_missing_highlights_have_no_targets(scorer):
+    frame = pd.DataFrame({"article": "Obama met 5 fans in Kenya.", "highlights": ["", None, float("nan")],
+                          "summary": "Obama met 5 fans in Kenya."})
+    for column in ("target_entities", "kept_entities", "target_numbers", "kept_numbers"):
+        assert scorer.score(frame)[column].map(list).tolist() == [[], [], []]
+
+
+def test_ner_reads_each_highlights_text_once(scorer, monkeypatch):
+    """Candidates share their article's highlights: one NER pass over them, with the summaries' settings."""
+    calls, pipe = [], scorer.nlp.pipe
+
+    def counting(texts, **kwargs):
+        texts = list(texts)
+        calls.append((texts, kwargs))
+        return pipe(texts, **kwargs)
+
+    monkeypatch.setattr(scorer.nlp, "pipe", counting)
+    summaries = ["Obama visited Kenya.", "Barack Obama met 1200 fans.", "Nobody came."]
+    scored = scorer.score(pd.DataFrame({"article": "A", "highlights": HIGHLIGHTS, "summary": summaries}))
+    read = [text for texts, _ in calls for text in texts]
+    assert sorted(read) == sorted(summaries + [HIGHLIGHTS])
+    settings = {"batch_size": scorer.config.batch_size, "n_process": scorer.config.n_process}
+    assert all(kwargs == settings for _, kwargs in calls)
+    assert scored["target_entities"].map(list).tolist() == [["Barack Obama", "Kenya"]] * 3
+    assert scored["kept_entities"].map(list).tolist() == [["Kenya"], ["Barack Obama"], []]
+    assert scored["kept_numbers"].map(list).tolist() == [[], ["1,200"], []]
+
+
 def test_scoring_module_imports_no_heavy_library():
     code = "import sys, faithdpo.scoring; print(sorted({'torch', 'transformers', 'spacy'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -243,5 +304,10 @@ def test_score_file_checks_against_the_article_as_the_prompt_gave_it(tmp_path):
     given = score_file(paths["summaries"], paths["data"], str(tmp_path / "given.parquet"), prompts=paths["prompts"])
     assert list(given.loc[0, "hallucinated_numbers"]) == ["4,000"]
     assert list(given.loc[0, "hallucinated_entities"]) == ["Bradford"]
+    # the recall columns are written too, and survive the parquet round trip
+    written = pd.read_parquet(tmp_path / "given.parquet")
+    assert list(written.columns) == ["id", "summary", *SCORE_COLUMNS]
+    assert SCORE_COLUMNS[-4:] == ["target_entities", "kept_entities", "target_numbers", "kept_numbers"]
+    assert [list(written.loc[0, c]) for c in SCORE_COLUMNS[-4:]] == [["Leeds"], ["Leeds"], [], []]
     whole = score_file(paths["summaries"], paths["data"], str(tmp_path / "whole.parquet"))
     assert whole.loc[0, "badness"] == 0  # what scoring against the full article (the old reference) says
