@@ -1,109 +1,158 @@
 """Every experiment beside the base model, from the experiments' metrics.json files.
 
-One row per model: the hallucination rates with their intervals and, for each DPO model,
-the paired delta against the base and its verdict; ROUGE-L and the degenerate share; the
-confounds of the pairs the experiment trained on; and the trainer's reward accuracy, kept
-in view because it is not the target metric. An experiment with too few pairs is listed as
-not trained, with the reason. Verdicts are Holm-adjusted over every test the table shows.
+One row per model. The primary table gives the hallucination rates: for each DPO model the
+mean delta over its training seeds, their spread and how many seeds reach each verdict, the
+verdicts Holm-adjusted over every seed's test of every experiment shown. Then the quality and
+the confounds of the pairs each experiment trained on, with the trainer's reward accuracy,
+kept in view because it is not the target metric; and the secondary, unadjusted metrics that
+tell "hallucinates less" from "says less". An experiment with too few pairs is listed as not
+trained, with the reason.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 
+import numpy as np
 import pandas as pd
 
 from faithdpo.cost import cost_section, read_cost_tables, read_costs
 from faithdpo.io import read_json, write_text
-from faithdpo.report import fmt_delta, fmt_pct, fmt_value, mde_text
-from faithdpo.stats import holm, mcnemar_mde, verdict
+from faithdpo.verdicts import (
+    adjust, agreement_text, decide_given, fmt_delta, fmt_level, fmt_p, fmt_pct, fmt_value, spread_text, verdict_text,
+)
 
 log = logging.getLogger(__name__)
 
 RATES = ("entity_rate", "number_rate")
+TERSE = ("entity_precision_source", "entity_recall_target", "number_precision_source", "number_recall_target")
 
 
-def adjusted_tests(names: list[str], metrics: list[dict]) -> dict[tuple[str, str], dict]:
-    """Holm-adjusted p-value, verdict and detectable change of each (experiment, rate) test shown.
-
-    The detectable change is computed at alpha / m, the level the smallest p-value must pass
-    under Holm, with m the number of tests: the comparison's verdicts could see no less.
-    """
-    tests = [(name, r) for name, m in zip(names, metrics) if m["trained"]
-             for r in m["comparison"] if r["key"] in RATES]
-    if not tests:
-        return {}
-    alpha = metrics[0]["alpha"]
-    adjusted = holm([r["p_value"] for _, r in tests])
-    out = {}
-    for (name, r), p_adj in zip(tests, adjusted):
-        mde = mcnemar_mde(metrics[0]["n_validation"], r["discordant"], alpha / len(tests))
-        out[(name, r["key"])] = {"p_holm": p_adj, "verdict": verdict(r["delta"]["value"], p_adj < alpha), "mde": mde,
-                                 "discordant": r["discordant"]}
-    return out
+def decided_rows(names: list[str], metrics: list[dict]) -> tuple[dict[str, dict[str, dict]], int]:
+    """Each trained experiment's rows by key, with the primary family Holm-adjusted over every
+    experiment shown (not each report's own family); the family's size."""
+    trained = {name: copy.deepcopy(m["comparison"]) for name, m in zip(names, metrics) if m["trained"]}
+    size = adjust(list(trained.values()))
+    base = metrics[0]
+    for rows in trained.values():
+        decide_given(rows, base["alpha"], base["n_validation"], size)
+    return {name: {r["key"]: r for r in rows} for name, rows in trained.items()}, size
 
 
-def _dpo_cell(row: dict, test: dict) -> str:
-    cell = fmt_value(row["dpo"], True) + f"<br>{fmt_delta(row['delta'], True)}, Holm p = {test['p_holm']:.3g}: "
-    if test["verdict"] != "no significant change":
-        return cell + f"**{test['verdict']}**"
-    return cell + mde_text(test["mde"], test["discordant"])
+def _mean_dpo(row: dict) -> float | None:
+    values = [e["dpo"]["value"] for e in row["seeds"] if e["dpo"]["value"] is not None]
+    return float(np.mean(values)) if values else None
+
+
+def _rate_cell(row: dict, alpha: float) -> str:
+    """A DPO model's rate: with several seeds the mean, the spread of the deltas and k of N;
+    with one seed its value, delta, Holm p-value and verdict."""
+    if row["across"]["seeds"] > 1:
+        return (f"{fmt_pct(_mean_dpo(row))} (mean)<br>delta {spread_text(row['across'], True)}<br>"
+                f"{agreement_text(row['across'])}")
+    entry = row["seeds"][0]
+    return (f"{fmt_value(entry['dpo'], True)}<br>{fmt_delta(entry['delta'], True)}, Holm p = "
+            f"{fmt_p(entry['p_holm'], alpha)}: {verdict_text(row, entry)}")
+
+
+def _secondary_cell(row: dict, alpha: float) -> str:
+    if row["across"]["seeds"] > 1:
+        return f"{spread_text(row['across'], row['pct'])}<br>{agreement_text(row['across'])}"
+    entry = row["seeds"][0]
+    p = entry["p_value"]
+    return (f"{fmt_delta(entry['delta'], row['pct'])}" + ("" if p is None else f", p = {fmt_p(p, alpha)}")
+            + f": {verdict_text(row, entry)}")
+
+
+def _not_trained(m: dict) -> str:
+    return f"**not trained**: {m['selection']['reason']}"
 
 
 def render_comparison(names: list[str], metrics: list[dict]) -> str:
-    """The comparison as Markdown (one row for the base model, one per experiment)."""
+    """The comparison as Markdown (one row for the base model, one per experiment, per table)."""
     base = metrics[0]
     for name, m in zip(names, metrics):
         if m["base"] != base["base"]:
             raise ValueError(f"experiment {name!r} was evaluated against another base run than {names[0]!r}")
-    rows = {name: {r["key"]: r for r in m["comparison"]} for name, m in zip(names, metrics)}
-    tests = adjusted_tests(names, metrics)
-    alpha = base["alpha"]
-    first = rows[names[0]]
+    rows, family = decided_rows(names, metrics)
+    alpha, level = base["alpha"], fmt_level(base["alpha"])
+    first = {r["key"]: r for r in base["comparison"]}
+    dpo_label = {name: f"DPO: `{name}`" for name in names}
     lines = [
         "# faithdpo: experiments compared",
         "",
-        f"{base['n_validation']} validation articles, the same for every model. Rates are shares of summaries "
-        f"with at least one hallucinated entity (number), with {100 * (1 - alpha):.0f}% paired bootstrap "
-        "intervals; each DPO row gives its paired delta against the base model and McNemar's p-value, "
-        f"**Holm-adjusted over the {len(tests)} tests in this table** (family-wise alpha {alpha:g}), and the verdict "
-        "from the adjusted p-value. \"No change larger than X pp\": the smallest change McNemar's test would detect "
-        f"with 80% power at alpha / {max(len(tests), 1)} (the level Holm asks of the smallest p-value), given how "
-        "many articles changed outcome. Experiments are not tested against one another: compare their deltas, and "
-        "their intervals, with care. Each experiment's own report tests its four metrics unadjusted.",
+        f"{base['n_validation']} validation articles, the same for every model. Each DPO model is trained once per "
+        "training seed and compared with the base model on the same articles.",
         "",
-        "| Model | Pair strategy | Pairs | Entity hallucination rate | Number hallucination rate | ROUGE-L | "
-        "Degenerate | Pair tokens, chosen / rejected (chosen shorter) | Reward accuracy (loss drop) |",
-        "|---|---|---:|---|---|---:|---:|---|---:|",
-        f"| Base model | | | {fmt_value(first['entity_rate']['base'], True)} | "
-        f"{fmt_value(first['number_rate']['base'], True)} | {base['quality']['base']['rougeL']:.3f} | "
-        f"{fmt_pct(base['quality']['base']['degenerate'])} | | |",
+        "## Primary: the hallucination rates",
+        "",
+        "| Model | Pair strategy | Pairs | Seeds | Entity hallucination rate | Number hallucination rate |",
+        "|---|---|---:|---|---|---|",
+        f"| Base model | | | | {fmt_value(first['entity_rate']['base'], True)} | "
+        f"{fmt_value(first['number_rate']['base'], True)} |",
     ]
     for name, m in zip(names, metrics):
-        p, t = m["pairs"], m["training"]
-        strategy = m["pairs_config"].get("strategy", "")
+        strategy, pairs = m["pairs_config"].get("strategy", ""), m["pairs"]["pairs"]
+        if not m["trained"]:
+            lines.append(f"| {dpo_label[name]} | {strategy} | {pairs} | | {_not_trained(m)} | |")
+            continue
+        r = rows[name]
+        lines.append(f"| {dpo_label[name]} | {strategy} | {pairs} | {', '.join(map(str, m['seeds']))} | "
+                     f"{_rate_cell(r['entity_rate'], alpha)} | {_rate_cell(r['number_rate'], alpha)} |")
+    lines += [
+        "",
+        "Rates: the share of summaries with at least one hallucinated entity (number). Each seed's test is McNemar's "
+        f"test against the base model, **Holm-adjusted over the {family} tests of this table** (every seed of every "
+        f"trained experiment, both rates; family-wise alpha {alpha:g}); a seed's verdict reads its adjusted p-value. "
+        "With several seeds a cell gives the DPO rate's mean over the seeds, the mean delta with its between-seed "
+        "spread (SD, min to max) and how many seeds reach each verdict: the claim a recipe can make is \"k of N "
+        f"seeds\", not one run's p-value. Brackets: {level} bootstrap intervals, not adjusted. Experiments are not "
+        "tested against one another: compare their deltas with care. Each experiment's report has every seed's "
+        "interval, p-value and the change its test had 80% power for.",
+        "",
+        "## Quality and what the pairs could teach",
+        "",
+        "| Model | ROUGE-L | Degenerate | Pair tokens, chosen / rejected (chosen shorter) | Reward accuracy (loss drop) |",
+        "|---|---:|---:|---|---:|",
+        f"| Base model | {base['quality']['base']['rougeL']:.3f} | {fmt_pct(base['quality']['base']['degenerate'])} | | |",
+    ]
+    for name, m in zip(names, metrics):
+        p = m["pairs"]
         pair_cell = (f"{p['chosen_tokens_mean']:.1f} / {p['rejected_tokens_mean']:.1f} "
                      f"({fmt_pct(p['share_chosen_shorter'])})" if p["pairs"] else "")
         if not m["trained"]:
-            lines.append(f"| DPO: `{name}` | {strategy} | {p['pairs']} | **not trained**: {m['selection']['reason']} "
-                         f"| | | | {pair_cell} | |")
+            lines.append(f"| {dpo_label[name]} | | | {pair_cell} | |")
             continue
-        accuracy = (f"{fmt_pct(t['reward_accuracy'])} ({t['loss_drop_pct']:.1f}%)"
-                    if t.get("reward_accuracy") is not None else "")
-        lines.append(
-            f"| DPO: `{name}` | {strategy} | {p['pairs']} | "
-            f"{_dpo_cell(rows[name]['entity_rate'], tests[(name, 'entity_rate')])} | "
-            f"{_dpo_cell(rows[name]['number_rate'], tests[(name, 'number_rate')])} | "
-            f"{m['quality']['dpo']['rougeL']:.3f} | {fmt_pct(m['quality']['dpo']['degenerate'])} | {pair_cell} | "
-            f"{accuracy} |"
-        )
+        runs = [t for t in m["training"] if t.get("reward_accuracy") is not None]
+        accuracy = (f"{fmt_pct(np.mean([t['reward_accuracy'] for t in runs]))} "
+                    f"({np.mean([t['loss_drop_pct'] for t in runs]):.1f}%)" if runs else "")
+        dpo_quality = m["quality"]["dpo"]
+        lines.append(f"| {dpo_label[name]} | {np.mean([q['rougeL'] for q in dpo_quality]):.3f} | "
+                     f"{fmt_pct(np.mean([q['degenerate'] for q in dpo_quality]))} | {pair_cell} | {accuracy} |")
+    lines += ["", "DPO rows: means over the training seeds.", "",
+              "## Secondary, unadjusted: faithful or terse", "",
+              "| Model | " + " | ".join(first[key]["label"] for key in TERSE) + " |", "|---|" + "---|" * len(TERSE),
+              "| Base model | " + " | ".join(fmt_value(first[key]["base"], True) for key in TERSE) + " |"]
+    for name, m in zip(names, metrics):
+        if m["trained"]:
+            lines.append(f"| {dpo_label[name]} | " + " | ".join(_secondary_cell(rows[name][key], alpha)
+                                                                for key in TERSE) + " |")
+    lines += [
+        "",
+        "Precision-source: of the summaries' entities (numbers), the share the article as given + the highlights "
+        "support; recall-target: of the highlights' entities (numbers), the share the summary keeps (Nan et al. "
+        "2021; pooled over items). Each seed tested alone at alpha, unadjusted (a paired randomisation test of the "
+        "ratio). A hallucination rate that falls while recall-target falls too may mean the model says less, not "
+        "that it is more faithful.",
+    ]
     warnings = [(name, w) for name, m in zip(names, metrics) for w in m["pairs"]["warnings"] + m["training_warnings"]]
     warnings += [(name, f"not trained: {m['selection']['reason']}") for name, m in zip(names, metrics)
                  if not m["trained"]]
     if warnings:
         lines += ["", "Warnings from the experiments' reports:", ""]
         lines += [f"- `{name}`: {w}" for name, w in warnings]
-    lines += ["", "Each experiment's own report (figures, examples, training curves): "
+    lines += ["", "Each experiment's own report (every seed, figures, examples, training curves): "
               + ", ".join(f"`{name}`" for name in names) + " (`report.md` in its folder).", ""]
     return "\n".join(lines)
 

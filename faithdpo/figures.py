@@ -26,37 +26,64 @@ def _save(fig, path: str) -> None:
     _pyplot().close(fig)
 
 
-def rates_figure(rows: list[dict], path: str, confidence: float) -> None:
-    """Grouped bars, base vs DPO, with the bootstrap interval (at ``confidence``) of each rate as error bars.
+def _seed_colors(n: int) -> list:
+    """One color per training seed, in DPO's orange family, light to dark."""
+    import matplotlib
 
-    ``rows``: one dict per metric with ``label``, ``pct`` and ``base``/``dpo`` sub-dicts
-    holding ``value``, ``low``, ``high`` (no ``dpo`` when the experiment was not trained).
+    cmap = matplotlib.colormaps["Oranges"]
+    return [cmap(0.45 + 0.45 * i / max(n - 1, 1)) for i in range(n)]
+
+
+# The panels of the rates figure: each holds the metrics of one kind, on one scale.
+RATE_PANELS = (("rate", "share of summaries (%)", 100), ("count", "hallucinated items per summary", 1),
+               ("ratio", "share of items (%)", 100))
+PANEL_TITLES = {"rate": "Hallucination and failure rates (lower is better)",
+                "count": "Hallucinated items (lower is better)",
+                "ratio": "Precision-source, recall-target (higher is better)"}
+
+
+def rates_figure(rows: list[dict], path: str, level: str) -> None:
+    """Bars of every metric, base beside the DPO model of each training seed, with its bootstrap
+    interval (at ``level``, e.g. "95%") as error bars; one panel per kind of metric.
+
+    ``rows``: one dict per metric with ``label``, ``kind``, ``base`` (``value``, ``low``,
+    ``high``) and, when trained, ``seeds`` (each with ``seed`` and ``dpo`` likewise).
     """
     plt = _pyplot()
-    groups = [[r for r in rows if r["pct"]], [r for r in rows if not r["pct"]]]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, group, ylabel in zip(axes, groups, ["share of summaries (%)", "hallucinated items per summary"]):
-        scale = 100 if group and group[0]["pct"] else 1
-        sides = [(-0.2, "base", BASE_COLOR), (0.2, "dpo", DPO_COLOR)] if "dpo" in rows[0] else [(0, "base", BASE_COLOR)]
-        for offset, side, color in sides:
-            values = [scale * r[side]["value"] for r in group]
-            err = [[scale * (r[side]["value"] - r[side]["low"]) for r in group],
-                   [scale * (r[side]["high"] - r[side]["value"]) for r in group]]
-            ax.bar([i + offset for i in range(len(group))], values, 0.4, yerr=err, capsize=4, color=color,
-                   label="Base" if side == "base" else "Post-DPO")
-        ax.set_xticks(range(len(group)), [textwrap.fill(r["label"], 20) for r in group], fontsize=8)
+    trained = "seeds" in rows[0]
+    seeds = [e["seed"] for e in rows[0]["seeds"]] if trained else []
+    bars = [("Base", BASE_COLOR, lambda r: r["base"])]
+    bars += [(f"Post-DPO, seed {s}", color, lambda r, i=i: r["seeds"][i]["dpo"])
+             for i, (s, color) in enumerate(zip(seeds, _seed_colors(len(seeds))))]
+    width = 0.8 / len(bars)
+    fig = plt.figure(figsize=(12, 8.5), layout="constrained")
+    grid = fig.add_gridspec(2, 2)
+    axes = [fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])]
+    for ax, (kind, ylabel, scale) in zip(axes, RATE_PANELS):
+        group = [r for r in rows if r["kind"] == kind]
+        top = 1.0
+        for j, (name, color, estimate) in enumerate(bars):
+            values = [estimate(r) for r in group]
+            shown = [v if v["value"] is not None else {"value": 0.0, "low": 0.0, "high": 0.0} for v in values]
+            heights = [scale * v["value"] for v in shown]
+            err = [[scale * (v["value"] - v["low"]) for v in shown], [scale * (v["high"] - v["value"]) for v in shown]]
+            x = [i + (j - (len(bars) - 1) / 2) * width for i in range(len(group))]
+            ax.bar(x, heights, width, yerr=err, capsize=3, color=color, label=name)
+            top = max([top] + [scale * v["high"] for v in shown])
+        ax.set_xticks(range(len(group)), [textwrap.fill(r["label"], 22) for r in group], fontsize=8)
         ax.set_ylabel(ylabel)
-        top = max([scale * r[side]["high"] for r in group for _, side, _ in sides], default=1)
-        ax.set_ylim(0, 1.25 * top or 1)  # headroom for the legend
-        ax.legend(loc="upper center", ncol=2)
-    paired = "paired " if "dpo" in rows[0] else ""
-    fig.suptitle(f"Hallucination on the validation sample ({100 * confidence:.0f}% {paired}bootstrap intervals)")
+        ax.set_title(PANEL_TITLES[kind], fontsize=10)
+        ax.set_ylim(0, 1.3 * top)  # headroom for the legend
+        ax.legend(loc="upper center", ncol=len(bars), fontsize=8)
+    paired = "paired " if trained else ""
+    fig.suptitle(f"Hallucination on the validation sample ({level} {paired}bootstrap intervals)")
     _save(fig, path)
 
 
-def training_figure(curves: pd.DataFrame, path: str, note: str | None = None) -> None:
-    """Loss, reward accuracy, reward margin and the chosen/rejected log-probabilities over steps;
-    ``note`` instead of curves when there was no training."""
+def training_figure(curves: dict, path: str, note: str | None = None) -> None:
+    """Loss, reward accuracy, reward margin and the chosen/rejected log-probabilities over steps,
+    one line per training seed (``curves``: seed -> training_curves frame); ``note`` instead of
+    curves when there was no training."""
     plt = _pyplot()
     if note:
         fig, ax = plt.subplots(figsize=(10, 2))
@@ -66,16 +93,18 @@ def training_figure(curves: pd.DataFrame, path: str, note: str | None = None) ->
         return
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
     panels = [("loss", ["loss"]), ("reward accuracy", ["rewards/accuracies"]), ("reward margin", ["rewards/margins"]),
-              ("log-probability", ["logps/chosen", "logps/rejected"])]
+              ("log-probability (solid: chosen, dashed: rejected)", ["logps/chosen", "logps/rejected"])]
+    colors = _seed_colors(len(curves))
     for ax, (title, keys) in zip(axes.flat, panels):
-        for key in keys:
-            ax.plot(curves["step"], curves[key], marker=".", label=key)
+        for (seed, frame), color in zip(curves.items(), colors):
+            for key, style in zip(keys, ("-", "--")):
+                ax.plot(frame["step"], frame[key], style, marker=".", color=color,
+                        label=f"seed {seed}" if key == keys[0] else None)
         ax.set_title(title)
-        if len(keys) > 1:
-            ax.legend()
+    axes.flat[0].legend(fontsize=8)
     for ax in axes[1]:
         ax.set_xlabel("optimizer step")
-    fig.suptitle("DPO training (separation of the pairs, not faithfulness)")
+    fig.suptitle("DPO training, one line per seed (separation of the pairs, not faithfulness)")
     _save(fig, path)
 
 

@@ -2,9 +2,10 @@
 
 Loss and reward accuracy are shown beside the target metric on purpose: the seed's run
 reached 100% reward accuracy and an 80% drop in loss while faithfulness did not move.
-Every rate carries a paired bootstrap interval and a paired test, so that a reader sees
-at a glance whether a difference is real; quality, pair confounds and training curves
-show what else the model may have learned.
+Every number carries a paired bootstrap interval and a paired test, per training seed, and
+the verdict about the recipe is how many seeds agree (faithdpo.verdicts); precision-source
+and recall-target tell "hallucinates less" from "says less"; quality, pair confounds and
+training curves show what else the model may have learned.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import os
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -22,106 +22,36 @@ from faithdpo.cost import cost_section, read_costs, write_costs
 from faithdpo.diagnostics import pair_confounds, training_curves, training_warnings
 from faithdpo.figures import pair_lengths_figure, rates_figure, training_figure
 from faithdpo.io import read_json, read_parquet, write_json, write_text
-from faithdpo.quality import is_failed, quality_table, words
-from faithdpo.stats import mcnemar, mcnemar_mde, mean_interval, paired_bootstrap, verdict
+from faithdpo.quality import quality_table, words
+from faithdpo.verdicts import (
+    METRICS, POOLED_CAVEAT, RECALL_OF, agreement_text, base_estimates, compare, fmt_delta, fmt_level,
+    fmt_p, fmt_pct, fmt_value, paired_scores, spread_text, verdict_text,
+)
 
 log = logging.getLogger(__name__)
 
-# label, metrics key, per-summary value, shown as a percentage (share of summaries)
-METRICS = [
-    ("Entity Hallucination Rate", "entity_rate", lambda s: s["ent_hallucinations"] > 0, True),
-    ("Number Hallucination Rate", "number_rate", lambda s: s["num_hallucinations"] > 0, True),
-    # An empty, punctuation-only or looping summary states nothing and so hallucinates nothing:
-    # it is counted as a failure, on its own and with the hallucinations, never as clean.
-    ("Failed summaries (empty, punctuation only, a loop)", "failure_rate", lambda s: s["summary"].map(is_failed),
-     True),
-    ("Hallucinating or failed summaries", "hallucination_or_failure_rate",
-     lambda s: (s["ent_hallucinations"] > 0) | (s["num_hallucinations"] > 0) | s["summary"].map(is_failed), True),
-    ("Hallucinated entities per summary", "entities_per_summary", lambda s: s["ent_hallucinations"], False),
-    ("Hallucinated numbers per summary", "numbers_per_summary", lambda s: s["num_hallucinations"], False),
-]
 FIGURES = {"rates": "rates.png", "training": "training.png", "pair_lengths": "pair_lengths.png"}
-
-
-def paired_scores(base: pd.DataFrame, dpo: pd.DataFrame) -> pd.DataFrame:
-    """Base and DPO scores of the same articles side by side (suffixes _base, _dpo)."""
-    if set(base["id"]) != set(dpo["id"]) or len(base) != len(dpo):
-        raise ValueError("base and DPO evaluations must cover the same validation articles, once each")
-    return base.merge(dpo, on="id", suffixes=("_base", "_dpo"), validate="one_to_one")
-
-
-def _side(paired: pd.DataFrame, side: str) -> pd.DataFrame:
-    cols = [c for c in paired.columns if c.endswith(f"_{side}")]
-    return paired[cols].rename(columns=lambda c: c[: -len(side) - 1])
-
-
-def compare(paired: pd.DataFrame, alpha: float = 0.05, resamples: int = 2000, seed: int = 0) -> list[dict]:
-    """Each metric: both values with intervals, the delta with its interval, a paired test, a verdict.
-
-    Shares of summaries use McNemar's test; per-summary counts use the Wilcoxon
-    signed-rank test. The verdict is "no significant change" unless p < alpha.
-    """
-    from scipy.stats import wilcoxon
-
-    base_side, dpo_side = _side(paired, "base"), _side(paired, "dpo")
-    rows = []
-    for label, key, value_of, pct in METRICS:
-        base, dpo = value_of(base_side).to_numpy(dtype=float), value_of(dpo_side).to_numpy(dtype=float)
-        ci = paired_bootstrap(base, dpo, confidence=1 - alpha, resamples=resamples, seed=seed)
-        extra = {}
-        if pct:
-            test = mcnemar(base.astype(bool), dpo.astype(bool))
-            name = "McNemar (exact)" if test["exact"] else "McNemar (chi-square)"
-            p_value = test["p_value"]
-            discordant = test["b"] + test["c"]
-            extra = {"discordant": discordant, "mde": mcnemar_mde(len(base), discordant, alpha)}
-        else:
-            name = "Wilcoxon signed-rank"
-            p_value = float(wilcoxon(dpo, base).pvalue) if np.any(dpo != base) else 1.0
-        delta = float(dpo.mean() - base.mean())
-        rows.append({
-            "label": label, "key": key, "pct": pct, "test": name, "p_value": p_value, **extra,
-            "base": {"value": float(base.mean()), "low": ci["base"].low, "high": ci["base"].high},
-            "dpo": {"value": float(dpo.mean()), "low": ci["dpo"].low, "high": ci["dpo"].high},
-            "delta": {"value": delta, "low": ci["delta"].low, "high": ci["delta"].high},
-            "verdict": verdict(delta, p_value < alpha),
-        })
-    return rows
 
 
 def base_only(scores: pd.DataFrame, alpha: float = 0.05, resamples: int = 2000, seed: int = 0) -> list[dict]:
     """Each metric of the base model alone, with its interval: the report of an experiment not trained."""
-    rows = []
-    for label, key, value_of, pct in METRICS:
-        values = value_of(scores).to_numpy(dtype=float)
-        ci = mean_interval(values, 1 - alpha, resamples, seed)
-        rows.append({"label": label, "key": key, "pct": pct,
-                     "base": {"value": float(values.mean()), "low": ci.low, "high": ci.high}})
-    return rows
+    estimates = base_estimates(scores, 1 - alpha, resamples, seed)
+    return [{"label": m.label, "key": m.key, "kind": m.kind, "pct": m.pct, "primary": m.primary,
+             "base": estimates[m.key]} for m in METRICS]
 
 
-def mde_text(mde: float | None, discordant: int) -> str:
-    """What a paired rate test could have seen: "no change larger than X pp" (80% power)."""
-    if mde is None:
-        return "no summary changed" if not discordant else "too few changed summaries to see a change"
-    return f"no change larger than {100 * mde:.1f} pp"
+def _quality(summaries: pd.Series, highlights: pd.Series) -> dict:
+    table = quality_table(summaries.reset_index(drop=True), highlights.reset_index(drop=True))
+    return {**{k: float(table[k].mean()) for k in ("rouge1", "rouge2", "rougeL", "words")},
+            "empty": float(table["empty"].mean()), "degenerate": float(table["degenerate"].mean())}
 
 
-def verdict_text(row: dict) -> str:
-    if row["verdict"] == "no significant change" and row["pct"]:
-        return f"no significant change: {mde_text(row['mde'], row['discordant'])}"
-    return row["verdict"]
-
-
-def quality(summaries: dict[str, pd.Series], highlights: pd.Series) -> dict:
-    """Mean ROUGE-1/2/L against the highlights, mean words, and the empty/degenerate shares per model."""
-    out = {}
-    for side, texts in summaries.items():
-        table = quality_table(texts, highlights)
-        out[side] = {**{k: float(table[k].mean()) for k in ("rouge1", "rouge2", "rougeL", "words")},
-                     "empty": float(table["empty"].mean()), "degenerate": float(table["degenerate"].mean())}
-    out["highlights_words"] = float(highlights.fillna("").map(lambda text: len(words(text))).mean())
-    return out
+def quality(base: pd.Series, dpo: list[tuple[int, pd.Series]], highlights: pd.Series) -> dict:
+    """Mean ROUGE-1/2/L against the highlights, mean words, and the empty/degenerate shares of the
+    base model and of each seed's DPO model. Summaries and highlights are in the base file's order;
+    each seed's file is aligned to it by id in :func:`build_report`."""
+    return {"base": _quality(base, highlights), "dpo": [{"seed": s, **_quality(texts, highlights)} for s, texts in dpo],
+            "highlights_words": float(highlights.fillna("").map(lambda text: len(words(text))).mean())}
 
 
 def training_summary(history: list[dict]) -> dict:
@@ -170,22 +100,6 @@ def examples(paired: pd.DataFrame, data: pd.DataFrame, n: int) -> dict[str, list
     return {k: sorted(v, key=lambda e: (-e["change"], e["id"]))[:n] for k, v in found.items()}
 
 
-def fmt_pct(v: float) -> str:
-    return f"{100 * v:.1f}%"
-
-
-def fmt_value(v: dict, pct: bool) -> str:
-    if pct:
-        return f"{100 * v['value']:.1f}% [{100 * v['low']:.1f}, {100 * v['high']:.1f}]"
-    return f"{v['value']:.3f} [{v['low']:.3f}, {v['high']:.3f}]"
-
-
-def fmt_delta(v: dict, pct: bool) -> str:
-    if pct:
-        return f"{100 * v['value']:+.1f} pp [{100 * v['low']:+.1f}, {100 * v['high']:+.1f}]"
-    return f"{v['value']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}]"
-
-
 def _quote(text: str) -> str:
     return "> " + (text.replace("\n", " ").strip() or "(empty)")
 
@@ -204,55 +118,134 @@ def selection_section(sel: dict) -> list[str]:
     return lines
 
 
+def _seed_rows(row: dict, p_key: str, alpha: float) -> list[str]:
+    """One table row per training seed, and with several seeds the across-seed summary row."""
+    pct = row["pct"]
+    lines = []
+    for entry in row["seeds"]:
+        p = entry[p_key]
+        lines.append(f"| {row['label']} | {entry['seed']} | {fmt_value(row['base'], pct)} | "
+                     f"{fmt_value(entry['dpo'], pct)} | {fmt_delta(entry['delta'], pct)} | "
+                     f"{'' if p is None else fmt_p(p, alpha)} | {verdict_text(row, entry)} |")
+    across = row["across"]
+    if across["seeds"] > 1:
+        lines.append(f"| {row['label']} | all {across['seeds']} | | | {spread_text(across, pct)} | | "
+                     f"{agreement_text(across)} |")
+    return lines
+
+
 def rates_section(metrics: dict) -> list[str]:
-    """The hallucination table: base vs DPO with deltas, tests and verdicts, or the base model alone."""
-    alpha = metrics["alpha"]
+    """The primary table (Holm family), the secondary one (unadjusted), the pooled deltas and the
+    faithful-or-terse check; or the base model alone."""
+    alpha, level, rows = metrics["alpha"], fmt_level(metrics["alpha"]), metrics["comparison"]
     if not metrics["trained"]:
         lines = ["| Metric | Base |", "|---|---:|"]
-        lines += [f"| {r['label']} | {fmt_value(r['base'], r['pct'])} |" for r in metrics["comparison"]]
-        return lines + ["", f"Brackets: {100 * (1 - alpha):.0f}% bootstrap intervals ({metrics['resamples']} "
-                        "resamples of the validation articles). No DPO model: nothing to compare.", ""]
-    lines = [f"| Metric | Base | Post-DPO | Delta | p | Verdict (alpha {alpha:g}) |", "|---|---:|---:|---:|---:|---|"]
-    for r in metrics["comparison"]:
-        lines.append(f"| {r['label']} | {fmt_value(r['base'], r['pct'])} | {fmt_value(r['dpo'], r['pct'])} | "
-                     f"{fmt_delta(r['delta'], r['pct'])} | {r['p_value']:.3g} | {verdict_text(r)} |")
-    return lines + [
+        lines += [f"| {r['label']} | {fmt_value(r['base'], r['pct'])} |" for r in rows]
+        return lines + ["", f"Brackets: {level} bootstrap intervals ({metrics['resamples']} resamples of the "
+                        "validation articles). No DPO model: nothing to compare.", ""]
+    primary, secondary = [r for r in rows if r["primary"]], [r for r in rows if not r["primary"]]
+    m = sum(len(r["seeds"]) for r in primary)
+    header = "| Metric | Seed | Base | Post-DPO | Delta [{}] | {} | Verdict (alpha {:g}) |"
+    lines = [f"### Primary: the hallucination rates, Holm-adjusted over {m} tests", "",
+             header.format(f"{level}, unadjusted", "Holm p", alpha), "|---|---|---:|---:|---:|---:|---|"]
+    for row in primary:
+        lines += _seed_rows(row, "p_holm", alpha)
+    lines += [
         "",
-        f"Brackets: {100 * (1 - alpha):.0f}% paired bootstrap intervals ({metrics['resamples']} resamples of the "
-        "validation articles, both models resampled together). Rates are the share of summaries with at least one "
-        "hallucinated entity (number), tested with McNemar's test (exact when fewer than 25 articles differ); the "
-        "per-summary rows count distinct hallucinated items, tested with the Wilcoxon signed-rank test. \"no change "
-        "larger than X pp\": the smallest change in the rate that McNemar's test would detect with 80% power at this "
-        "alpha and sample size, given the share of articles whose outcome differs between the two models (Connor's "
-        "normal approximation).",
+        "Rates: the share of summaries with at least one hallucinated entity (number). Each seed's DPO model is "
+        "compared with the base model on the same articles by McNemar's test (exact when fewer than 25 articles "
+        "differ, else chi-square with continuity correction); the p-values are Holm-adjusted over the "
+        f"{m} tests of this table (each rate, each seed) and the verdict reads the adjusted p-value at alpha "
+        f"{alpha:g}. Brackets: {level} paired bootstrap intervals ({metrics['resamples']} resamples of the "
+        "validation articles, both models resampled together), not adjusted; a row whose interval and verdict "
+        "disagree says so. \"80% power only for changes of X pp or more\": the exact power of that test at "
+        f"alpha / {m} (the level Holm asks of the smallest p-value), given the share of articles whose outcome "
+        "differs between the two models. A smaller true change can go unseen: no significant change is not "
+        "evidence of no change.",
         "",
     ]
+    lines += pooled_lines(primary, level)
+    lines += ["### Secondary: unadjusted", "", header.format(level, "p", alpha), "|---|---|---:|---:|---:|---:|---|"]
+    for row in secondary:
+        lines += _seed_rows(row, "p_value", alpha)
+    lines += [
+        "",
+        f"Each row tested on its own at alpha {alpha:g}, with no correction for the {len(secondary)} rows: read them "
+        "as context for the primary verdicts. Failed summaries are rates (McNemar's test, as above). Per-summary "
+        "rows: the mean count of distinct hallucinated items. Precision-source (Nan et al. 2021): of the summaries' "
+        "entities (numbers), the share the reference supports (the article as the prompt gave it + the highlights). "
+        "Recall-target: of the highlights' entities (numbers), the share the summary keeps, by the same matching "
+        "rules with the summary as the reference. Both are pooled over items: a summary with no items adds nothing "
+        "to a precision, and one that keeps none of the highlights' items adds its misses to the recall. Counts "
+        "and ratios are tested with a paired randomisation test of the mean (ratio) itself: base and DPO swapped "
+        f"at random within articles, {metrics['resamples']} times, so the p-value, the delta and the interval "
+        "speak of one quantity.",
+        "",
+    ]
+    return lines + terse_lines(rows)
+
+
+def pooled_lines(primary: list[dict], level: str) -> list[str]:
+    """The delta pooled over seeds, with what it assumes; nothing with one seed."""
+    pooled = [r for r in primary if r.get("pooled")]
+    if not pooled:
+        return []
+    seeds = pooled[0]["across"]["seeds"]
+    lines = [f"- Pooled over the {seeds} seeds, {r['label']}: {fmt_delta(r['pooled'], r['pct'])}" for r in pooled]
+    return lines + ["", f"Pooled intervals ({level}): {POOLED_CAVEAT}. With {seeds} seeds the between-seed "
+                    f"spread has {seeds - 1} degree{'s' if seeds > 2 else ''} of freedom: the claim about the recipe "
+                    "is how many seeds agree, with the spread above, not this interval.", ""]
+
+
+def terse_lines(rows: list[dict]) -> list[str]:
+    """Faithful or terse: where a rate falls, what recall-target did. A fall of both is said, and
+    flagged when recall-target is significantly lower (unadjusted) in a majority of seeds."""
+    by_key = {r["key"]: r for r in rows}
+    lines = []
+    for rate_key, recall_key in RECALL_OF.items():
+        rate, recall = by_key[rate_key]["across"], by_key[recall_key]["across"]
+        if rate["mean"] is None or recall["mean"] is None or rate["mean"] >= 0:
+            continue
+        kind, kinds = {"entity_rate": ("entity", "entities"), "number_rate": ("number", "numbers")}[rate_key]
+        fell = f"The {kind} hallucination rate fell ({spread_text(rate, True)}"
+        lower = recall["verdicts"].get("worse", 0)
+        if recall["mean"] >= 0:
+            lines.append(f"{fell}) while {kind} recall-target did not ({spread_text(recall, True)}): the fall is not "
+                         f"explained by keeping fewer of the highlights' {kinds}.")
+        elif lower > recall["seeds"] / 2:
+            lines.append(f"**Says less?** {fell}) and {kind} recall-target fell too ({spread_text(recall, True)}; "
+                         f"significantly lower, unadjusted, in {lower} of {recall['seeds']} seeds): the DPO model "
+                         f"may hallucinate fewer {kinds} by keeping fewer of the highlights' {kinds}.")
+        else:
+            lines.append(f"{fell}) and {kind} recall-target fell too, less clearly ({spread_text(recall, True)}; "
+                         f"significantly lower, unadjusted, in {lower} of {recall['seeds']} seeds).")
+    return lines + ([""] if lines else [])
 
 
 def training_section(metrics: dict, figures: dict[str, str]) -> list[str]:
-    p, t = metrics["pairs"], metrics["training"]
-    lines = ["## DPO training", "", "| Quantity | Value |", "|---|---:|", f"| Preference pairs | {p['pairs']} |"]
-    if t.get("steps"):
-        lines += [
-            f"| Optimizer steps | {t['steps']} |",
-            f"| DPO training loss (final) | {t['final_loss']:.4f} |",
-            f"| Loss drop from first logged step | {t['loss_drop_pct']:.1f}% |",
-            f"| Reward accuracy (final) | {100 * (t['reward_accuracy'] or 0):.1f}% |",
-            f"| Reward margin (final) | {t['reward_margin'] or 0:.4f} |",
-        ]
+    p, runs = metrics["pairs"], metrics["training"]
+    lines = ["## DPO training", "", f"{p['pairs']} preference pairs; one training run per seed.", "",
+             "| Seed | Optimizer steps | Loss (final) | Loss drop | Reward accuracy (final) | Reward margin (final) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for run in runs:
+        if run.get("steps"):
+            lines.append(f"| {run['seed']} | {run['steps']} | {run['final_loss']:.4f} | {run['loss_drop_pct']:.1f}% | "
+                         f"{100 * (run['reward_accuracy'] or 0):.1f}% | {run['reward_margin'] or 0:.4f} |")
+        else:
+            lines.append(f"| {run['seed']} | 0 | | | | |")
     lines += [""] + [f"**Warning:** {w}" for w in metrics["training_warnings"]]
     return lines + [
         "",
         "Loss and reward accuracy measure how well the policy separates chosen from rejected, not "
-        "faithfulness: judge the run by the hallucination table above.",
+        "faithfulness: judge the run by the hallucination tables above.",
         "",
         f"![Training curves]({figures['training']})",
         "",
     ]
 
 
-def examples_section(shown: dict) -> list[str]:
-    lines = ["## Examples", "", "Hallucinated spans in **bold**.", ""]
+def examples_section(shown: dict, seed: int) -> list[str]:
+    lines = ["## Examples", "", f"The DPO model of seed {seed}; hallucinated spans in **bold**.", ""]
     for kind, title in (("removed", "DPO removed a hallucination"), ("introduced", "DPO introduced a hallucination")):
         lines += [f"### {title}", ""]
         if not shown[kind]:
@@ -264,19 +257,39 @@ def examples_section(shown: dict) -> list[str]:
     return lines
 
 
+def headline(metrics: dict) -> list[str]:
+    """The primary verdicts in one line each: k of N seeds with the mean and spread, or one seed's result."""
+    lines = []
+    for row in (r for r in metrics["comparison"] if r["primary"]):
+        across = row["across"]
+        m = sum(len(r["seeds"]) for r in metrics["comparison"] if r["primary"])
+        if across["seeds"] > 1:
+            lines.append(f"- **{row['label']}**: {agreement_text(across)} (Holm over {m} tests); "
+                         f"{spread_text(across, True)} across seeds")
+        else:
+            entry = row["seeds"][0]
+            lines.append(f"- **{row['label']}**: {verdict_text(row, entry)} ({fmt_delta(entry['delta'], True)}, "
+                         f"Holm p = {fmt_p(entry['p_holm'], metrics['alpha'])} over {m} tests)")
+    if len(metrics["seeds"]) == 1:
+        lines.append("- One training seed: one draw of training, not a replicated result (`training.seeds` "
+                     "trains more).")
+    return lines
+
+
 def render(metrics: dict, config: dict, links: dict[str, str], figures: dict[str, str], shown: dict) -> str:
     n, trained, sel = metrics["n_validation"], metrics["trained"], metrics["selection"]
     strategy = config.get("pairs", {}).get("strategy", "highlights_vs_worst")
     lines = ["# faithdpo report", ""]
     if trained:
+        seeds = metrics["seeds"]
         lines += [
             f"Experiment `{config.get('experiment', 'main')}`: base model `{config.get('model', {}).get('name', '?')}`, "
-            f"DPO on {metrics['pairs']['pairs']} preference pairs (strategy `{strategy}`), evaluated on {n} "
-            "validation summaries per model (greedy decoding).",
+            f"DPO on {metrics['pairs']['pairs']} preference pairs (strategy `{strategy}`), trained with "
+            f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))}); each model evaluated "
+            f"on the same {n} validation articles (greedy decoding).",
             "",
         ]
-        lines += [f"- **{r['label']}**: {verdict_text(r)} ({fmt_delta(r['delta'], r['pct'])}, p = {r['p_value']:.3g})"
-                  for r in metrics["comparison"]]
+        lines += headline(metrics)
     else:
         lines += [
             f"Experiment `{config.get('experiment', 'main')}`: base model `{config.get('model', {}).get('name', '?')}`, "
@@ -291,14 +304,13 @@ def render(metrics: dict, config: dict, links: dict[str, str], figures: dict[str
         "",
     ]
     q = metrics["quality"]
-    sides = [side for side in ("base", "dpo") if side in q]
-    lines += ["| | " + " | ".join({"base": "Base", "dpo": "Post-DPO"}[s] for s in sides) + " |",
-              "|---|" + "---:|" * len(sides)]
+    models = [("Base", q["base"])] + [(f"Post-DPO, seed {d['seed']}", d) for d in q["dpo"]]
+    lines += ["| | " + " | ".join(name for name, _ in models) + " |", "|---|" + "---:|" * len(models)]
     for label, key, fmt in [("ROUGE-1 F1", "rouge1", "{:.3f}"), ("ROUGE-2 F1", "rouge2", "{:.3f}"),
                             ("ROUGE-L F1", "rougeL", "{:.3f}"), ("Mean length (words)", "words", "{:.1f}"),
                             ("Empty summaries", "empty", None),
                             ("Degenerate summaries (a word trigram 3+ times)", "degenerate", None)]:
-        cells = [fmt.format(q[side][key]) if fmt else fmt_pct(q[side][key]) for side in sides]
+        cells = [fmt.format(values[key]) if fmt else fmt_pct(values[key]) for _, values in models]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -330,9 +342,10 @@ def render(metrics: dict, config: dict, links: dict[str, str], figures: dict[str
         lines += training_section(metrics, figures)
     lines += data_section(metrics["data"], config.get("prompt", {}).get("over_budget", "truncate"))
     if trained:
-        lines += examples_section(shown)
+        lines += examples_section(shown, metrics["seeds"][0])
     lines += ["## Files", ""]
-    lines += [f"- {name}: [{target}]({target})" for name, target in links.items()]
+    lines += [f"- {name}: " + ", ".join(f"[{target}]({target})" for target in targets)
+              for name, targets in links.items()]
     lines += ["", "## Config", "", "```yaml", yaml.safe_dump(config, sort_keys=True).rstrip(), "```", ""]
     return "\n".join(lines)
 
@@ -381,64 +394,66 @@ COST_SCOPE = ("What this experiment's results cost: the steps every experiment s
 
 
 def build_report(
-    scores_base: str, scores_dpo: str | None, data: str, pairs: str, log_history: str | None, output: str,
+    scores_base: str, scores_dpo: list[str], data: str, pairs: str, log_history: list[str], output: str,
     metrics_out: str, figures_dir: str, config: dict, data_stats: list[str], prompts: list[str], selection: str,
     benchmarks: list[str] = (), cost_out: str | None = None, alpha: float = 0.05, resamples: int = 2000,
-    n_examples: int = 3, seed: int = 0,
+    n_examples: int = 3, seed: int = 0, seeds: list[int] = (0,),
 ) -> dict:
     """Compute every number of the report from the artifacts; write report.md, metrics.json and the figures.
 
-    ``scores_dpo`` and ``log_history`` are None when the experiment had too few pairs to
-    train (``selection`` says so and why): the report then shows the base model alone.
-    ``benchmarks``: the Snakemake benchmark files of the steps behind it (its Cost section),
-    written per job to ``cost_out`` for the comparison.
+    ``scores_dpo`` and ``log_history``: one file per training seed of ``seeds``, in that order;
+    empty when the experiment had too few pairs to train (``selection`` says so and why): the
+    report then shows the base model alone. ``seed`` seeds the resampling. ``benchmarks``: the
+    Snakemake benchmark files of the steps behind it (its Cost section), written per job to
+    ``cost_out`` for the comparison.
     """
     sel = read_json(selection)
-    trained = sel["trained"]
-    if trained != (scores_dpo is not None and log_history is not None):
-        raise ValueError(f"{selection} says trained={trained}, but the DPO scores and training log are "
-                         f"{'missing' if trained else 'given'}")
+    trained, seeds = sel["trained"], list(seeds)
+    expected = len(seeds) if trained else 0
+    if len(scores_dpo) != expected or len(log_history) != expected:
+        raise ValueError(f"{selection} says trained={trained} with training seeds {seeds}, but "
+                         f"{len(scores_dpo)} DPO score file(s) and {len(log_history)} training log(s) were given")
     base_df = read_parquet(scores_base)
     data_df = read_parquet(data, ["id", "article", "highlights"])
     pairs_df = read_parquet(pairs, ["id", "chosen_tokens", "rejected_tokens", "chosen_badness", "rejected_badness"])
+    dpo = {s: read_parquet(path) for s, path in zip(seeds, scores_dpo)}
+    histories = {s: read_json(path) for s, path in zip(seeds, log_history)}
     if trained:
-        paired = paired_scores(base_df, read_parquet(scores_dpo))
-        summaries = {"base": paired["summary_base"], "dpo": paired["summary_dpo"]}
-        history = read_json(log_history)
-        comparison = compare(paired, alpha, resamples, seed)
+        comparison = compare(base_df, dpo, alpha, resamples, seed)
+        paired = paired_scores(base_df, dpo[seeds[0]])
     else:
-        paired, history = base_df.rename(columns={"summary": "summary_base"}), []
-        summaries = {"base": paired["summary_base"]}
         comparison = base_only(base_df, alpha, resamples, seed)
-    highlights = paired[["id"]].merge(data_df, on="id", how="left")["highlights"]
-    curves = training_curves(history)
+        paired = base_df.rename(columns={"summary": "summary_base"})
+    highlights = base_df[["id"]].merge(data_df, on="id", how="left")["highlights"]
+    curves = {s: training_curves(h) for s, h in histories.items()}
     metrics = {
         "experiment": config.get("experiment", "main"),
         "pairs_config": config.get("pairs", {}),
         "trained": trained,
+        "seeds": seeds if trained else [],
         "selection": sel,
         "alpha": alpha,
         "resamples": resamples,
-        "n_validation": len(paired),
+        "n_validation": len(base_df),
         "comparison": comparison,
-        # the seed's flat rates, kept for scripts that read metrics.json
+        # the base model's values, the same for every experiment of a run (the comparison checks)
         "base": {r["key"]: r["base"]["value"] for r in comparison},
-        "dpo": {r["key"]: r["dpo"]["value"] for r in comparison} if trained else None,
-        "quality": quality(summaries, highlights),
+        "quality": quality(base_df["summary"], [(s, frame["summary"]) for s, frame in dpo.items()], highlights),
         "pairs": pair_confounds(pairs_df),
-        "training": training_summary(history),
-        "training_warnings": training_warnings(curves) if trained else [],
+        "training": [{"seed": s, **training_summary(h)} for s, h in histories.items()],
+        "training_warnings": [f"seed {s}: {w}" for s, c in curves.items() for w in training_warnings(c)],
         "data": data_checks(data_stats, prompts),
     }
     here = Path(output).parent
     figures = {k: os.path.relpath(Path(figures_dir) / name, here) for k, name in FIGURES.items()}
-    rates_figure(comparison, str(Path(figures_dir) / FIGURES["rates"]), 1 - alpha)
+    rates_figure(comparison, str(Path(figures_dir) / FIGURES["rates"]), fmt_level(alpha))
     training_figure(curves, str(Path(figures_dir) / FIGURES["training"]),
                     note=None if trained else f"Not trained: {sel['pairs']} pair(s) < pairs.min_pairs")
     pair_lengths_figure(pairs_df, str(Path(figures_dir) / FIGURES["pair_lengths"]))
-    files = [("Base model scores", scores_base), ("DPO model scores", scores_dpo), ("Preference pairs", pairs),
-             ("Pair selection", selection), ("Training log history", log_history), ("Metrics (JSON)", metrics_out)]
-    links = {name: os.path.relpath(path, here) for name, path in files if path is not None}
+    files = [("Base model scores", [scores_base]), ("DPO model scores, one per seed", scores_dpo),
+             ("Preference pairs", [pairs]), ("Pair selection", [selection]),
+             ("Training log history, one per seed", log_history), ("Metrics (JSON)", [metrics_out])]
+    links = {name: [os.path.relpath(path, here) for path in paths] for name, paths in files if paths}
     write_json(metrics, metrics_out)
     shown = examples(paired, data_df, n_examples) if trained else {}
     jobs = read_costs(list(benchmarks))

@@ -62,11 +62,19 @@ def test_run(tmp_path_factory):
 REPORT_N = 30
 
 
-def fixture_scores(ent, num, summaries):
+def fixture_scores(ent, num, summaries, kept=None):
+    """Score columns as the scorer writes them: ``ent``/``num`` hallucinated items per summary,
+    each summary also naming the supported "Bergen"; the highlights name "Bergen" and "5", which a
+    summary keeps where ``kept`` (default: none) says so."""
+    kept = kept or [False] * REPORT_N
     return pd.DataFrame({
         "id": [f"a{i}" for i in range(REPORT_N)], "candidate": 0, "summary": summaries,
-        "hallucinated_entities": [["Oslo"] * e for e in ent], "hallucinated_numbers": [["99"] * n for n in num],
+        "entities": [["Oslo"] * min(e, 1) + ["Bergen"] for e in ent],
+        "hallucinated_entities": [["Oslo"] * e for e in ent],
+        "numbers": [["99"] * min(n, 1) for n in num], "hallucinated_numbers": [["99"] * n for n in num],
         "ent_hallucinations": ent, "num_hallucinations": num,
+        "target_entities": [["Bergen"]] * REPORT_N, "kept_entities": [["Bergen"] if k else [] for k in kept],
+        "target_numbers": [["5"]] * REPORT_N, "kept_numbers": [[] for _ in kept],
     })
 
 
@@ -86,8 +94,9 @@ def write_split_checks(path, split, valid, bad, ids, truncated=0):
     return stats, prompts
 
 
-def build_fixture_report(path, numbers=SAME_NUMBERS, alpha=0.05):
-    """A report built from small fixture files in ``path``; ``numbers``: the base and DPO number counts."""
+def build_fixture_report(path, numbers=SAME_NUMBERS, alpha=0.05, extra_seeds=()):
+    """A report built from small fixture files in ``path``; ``numbers``: the base and DPO number counts.
+    Training seed 0's DPO model is the fixture's; ``extra_seeds``: (seed, DPO scores) of more seeds."""
     from faithdpo.io import write_json, write_parquet
     from faithdpo.pairs import selection_summary
     from faithdpo.report import build_report
@@ -100,9 +109,11 @@ def build_fixture_report(path, numbers=SAME_NUMBERS, alpha=0.05):
                           "chosen_badness": 0, "rejected_badness": [2] * 10})
     history = [{"loss": 0.69 - 0.06 * i, "step": i + 1, "rewards/accuracies": 1.0, "rewards/margins": 0.1 * i,
                 "logps/chosen": -10.0 - i, "logps/rejected": -11.0 - 2 * i} for i in range(8)]
-    for name, frame in [("base", base), ("dpo", dpo), ("data", data), ("pairs", pairs)]:
+    dpos = [(0, dpo), *extra_seeds]
+    for name, frame in [("base", base), ("data", data), ("pairs", pairs)] + [(f"dpo{s}", f) for s, f in dpos]:
         write_parquet(frame, path / f"{name}.parquet")
-    write_json(history, path / "history.json")
+    for s, _ in dpos:
+        write_json(history, path / f"history{s}.json")
     # the train split lost 3 rows to data.on_bad_row, the validation split 4 with empty highlights;
     # 2 validation articles were cut to the prompt budget
     checks = [write_split_checks(path, "train", 97, {"duplicate_id": 2, "empty_or_non_string_article": 1},
@@ -111,11 +122,13 @@ def build_fixture_report(path, numbers=SAME_NUMBERS, alpha=0.05):
                                  base["id"], truncated=2)]
     write_json(selection_summary("highlights_vs_worst", 12, 11, {"no candidate": 1}, {"duplicate": 1}, 10, 8),
                path / "selection.json")
-    return build_report(*(str(path / f"{n}.parquet") for n in ("base", "dpo", "data", "pairs")),
-                        str(path / "history.json"), str(path / "report.md"), str(path / "m.json"),
-                        str(path / "figures"), config={"model": {"name": "tiny"}},
+    return build_report(str(path / "base.parquet"), [str(path / f"dpo{s}.parquet") for s, _ in dpos],
+                        str(path / "data.parquet"), str(path / "pairs.parquet"),
+                        [str(path / f"history{s}.json") for s, _ in dpos], str(path / "report.md"),
+                        str(path / "m.json"), str(path / "figures"), config={"model": {"name": "tiny"}},
                         data_stats=[stats for stats, _ in checks], prompts=[prompts for _, prompts in checks],
-                        selection=str(path / "selection.json"), alpha=alpha, n_examples=2)
+                        selection=str(path / "selection.json"), alpha=alpha, n_examples=2,
+                        seeds=[s for s, _ in dpos])
 
 
 @pytest.fixture
@@ -137,8 +150,8 @@ def build_untrained_report(path, alpha=0.05):
     write_parquet(read_parquet(path / "pairs.parquet").head(3), path / "pairs3.parquet")
     stats = sorted(str(p) for p in path.glob("*.stats.json"))
     prompts = sorted(str(p) for p in path.glob("*.prompts.parquet"))
-    metrics = build_report(str(path / "base.parquet"), None, str(path / "data.parquet"), str(path / "pairs3.parquet"),
-                           None, str(out / "report.md"), str(out / "m.json"), str(out / "figures"),
+    metrics = build_report(str(path / "base.parquet"), [], str(path / "data.parquet"), str(path / "pairs3.parquet"),
+                           [], str(out / "report.md"), str(out / "m.json"), str(out / "figures"),
                            config={"model": {"name": "tiny"}, "experiment": "bvw", "pairs": {"strategy": "best_vs_worst"}}, data_stats=stats,
                            prompts=prompts, selection=str(path / "selection3.json"), alpha=alpha)
     return out, metrics

@@ -17,7 +17,11 @@ def test_closure_follows_imports_lazy_ones_included():
     # launch imports logs inside its worker; models imports io. Not cost: a change to how the
     # reports present cost must not retrain.
     assert names(module_closure(PACKAGE, ["training"])) == ["gpu_memory", "io", "launch", "logs", "models", "training"]
-    assert names(module_closure(PACKAGE, ["report"])) == ["cost", "diagnostics", "figures", "io", "quality", "report", "stats"]
+    assert names(module_closure(PACKAGE, ["report"])) == ["cost", "diagnostics", "figures", "io", "quality", "report",
+                                                          "stats", "verdicts"]
+    # the comparison re-decides the verdicts, and never needs the report's figures
+    assert names(module_closure(PACKAGE, ["comparison"])) == ["comparison", "cost", "io", "quality", "stats",
+                                                              "verdicts"]
 
 
 def test_closure_of_an_unknown_module_fails():

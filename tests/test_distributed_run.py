@@ -17,13 +17,13 @@ TWO = {"training": {"num_processes": 2, "per_device_train_batch_size": 2, "repor
 # Credentials in the job's environment, as a user's shell has them: none may reach our files.
 SECRETS = {"WANDB_API_KEY": "wandb-secret-5f1e", "HF_TOKEN": "hf_secret_7c2a", "MLFLOW_TRACKING_TOKEN": "mlflow-secret-9b3d"}
 LOSS_TOLERANCE = 1e-5  # absolute, per logged step: float32 rounding of a different reduction order
-MAIN = f"{TEST_OUT}/models/dpo"
+MAIN = f"{TEST_OUT}/models/dpo_seed0"  # main's first training seed
 
 
 def trained(work):
     """main's log history, adapter and training log in the run ``work``."""
     return (json.loads((work / MAIN / "log_history.json").read_text()), work / MAIN / "adapter",
-            (work / TEST_OUT / "logs" / "train_dpo.log").read_text())
+            (work / TEST_OUT / "logs" / "train_dpo" / "seed0.log").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +67,8 @@ def test_the_main_process_alone_logs_and_tracks_and_nothing_is_left_behind(runs)
     assert sorted(p.name for p in adapter.iterdir() if p.name != ".snakemake_timestamp") == [
         "README.md", "adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json"]
     assert not (work / MAIN / ".adapter.checkpoints").exists()
-    assert len(list((work / TEST_OUT / "tracking" / "tensorboard").iterdir())) == 1  # the main process's
-    gpu = json.loads((work / TEST_OUT / "benchmarks" / "train_dpo.gpu.json").read_text())
+    assert len(list((work / TEST_OUT / "tracking" / "seed0" / "tensorboard").iterdir())) == 1  # the main process's
+    gpu = json.loads((work / TEST_OUT / "benchmarks" / "train_dpo" / "seed0.gpu.json").read_text())
     assert gpu == {"device": "cpu", "peak_allocated_mb": None, "peak_reserved_mb": None}
 
 
@@ -76,13 +76,13 @@ def test_tensorboard_logs_read_back_offline_under_the_experiment(runs):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     work, _, (_, two, _, _) = runs
-    events = EventAccumulator(str(work / TEST_OUT / "tracking" / "tensorboard"))
+    events = EventAccumulator(str(work / TEST_OUT / "tracking" / "seed0" / "tensorboard"))
     events.Reload()
     scalars = [(e.step, e.value) for e in events.Scalars("train/loss")]
     assert [s for s, _ in scalars] == [s for s, _ in losses(two)]
     assert [v for _, v in scalars] == pytest.approx([v for _, v in losses(two)], abs=1e-6)
     args = json.loads(events.Tensors("args/text_summary")[0].tensor_proto.string_val[0])
-    assert args["run_name"] == "main"  # the run is named after the experiment
+    assert args["run_name"] == "main-seed0"  # the run is named after the experiment and seed
     assert args["report_to"] == ["tensorboard"]
 
 

@@ -18,13 +18,21 @@ pytestmark = pytest.mark.slow
 MAIN = TEST_OUT
 XDIRS = [MAIN, f"{MAIN}/experiments/minimal_swap"]
 SHARDS = ["1-of-2", "2-of-2"]
+# The training seeds of the test config: main replicates, minimal_swap trains once.
+SEEDS = {XDIRS[0]: [0, 1], XDIRS[1]: [0]}
+
+
+def seed_steps(xdir: str, seed: int) -> set[str]:
+    """One training seed's jobs: its training, merge and evaluation."""
+    model = f"dpo_seed{seed}"
+    jobs = {f"train_dpo[xdir={xdir}, tseed={seed}]", f"merge_adapter[xdir={xdir}, tseed={seed}]",
+            f"merge_eval[xdir={xdir}, model={model}]", f"score_eval[xdir={xdir}, model={model}]"}
+    return jobs | {f"generate_eval[xdir={xdir}, model={model}, scatteritem={s}]" for s in SHARDS}
 
 
 def dpo_steps(xdir: str, pairs: bool = True) -> set[str]:
-    """An experiment's jobs from (its pairs and) training to its report."""
-    jobs = {f"train_dpo[xdir={xdir}]", f"merge_adapter[xdir={xdir}]", f"merge_eval[xdir={xdir}, model=dpo]",
-            f"score_eval[xdir={xdir}, model=dpo]", f"report[xdir={xdir}]"}
-    jobs |= {f"generate_eval[xdir={xdir}, model=dpo, scatteritem={s}]" for s in SHARDS}
+    """An experiment's jobs from (its pairs and) training, for every seed, to its report."""
+    jobs = {f"report[xdir={xdir}]"}.union(*(seed_steps(xdir, seed) for seed in SEEDS[xdir]))
     return jobs | ({f"select_pairs[xdir={xdir}]"} if pairs else set())
 
 
@@ -86,6 +94,12 @@ def test_training_hyperparameter_change_reruns_training_and_what_follows(run_cop
     assert jobs == set().union(*(dpo_steps(x, pairs=False) for x in XDIRS)) | {"comparison"}
 
 
+def test_adding_a_seed_trains_that_seed_alone(run_copy):
+    """The list of seeds is no parameter of a seed's training: the seeds already trained stand."""
+    jobs = planned_jobs(run_copy, *with_config(run_copy, {"training": {"seeds": [0, 1, 2]}}))
+    assert jobs == seed_steps(XDIRS[0], 2) | {f"report[xdir={XDIRS[0]}]", "comparison"}
+
+
 def test_one_experiments_change_reruns_that_experiment_alone(run_copy):
     override = {"experiments": {"minimal_swap": {"pairs": {"strategy": "minimal_swap"},
                                                  "training": {"beta": 0.2}}}}
@@ -99,7 +113,8 @@ def test_rebuild_with_identical_output_runs_no_gpu_step(run_copy):
     edit(run_copy / "faithdpo" / "scoring.py", "_SCALES = {", "_SCALES = {  # same logic, new bytes")
     done = snakemake(run_copy, "--cores", "2", *TEST)
     assert jobs_in(done.stdout + done.stderr) == {
-        "score_candidates", "comparison", *(f"score_eval[xdir={x}, model={m}]" for x in XDIRS for m in ("dpo",)),
+        "score_candidates", "comparison",
+        *(f"score_eval[xdir={x}, model=dpo_seed{seed}]" for x in XDIRS for seed in SEEDS[x]),
         f"score_eval[xdir={MAIN}, model=base]", *(f"select_pairs[xdir={x}]" for x in XDIRS),
         *(f"report[xdir={x}]" for x in XDIRS),
     }

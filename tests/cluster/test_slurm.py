@@ -96,9 +96,11 @@ def test_slurm_runs_gpu_rules_with_a_gpu_and_matches_the_local_run(slurm_cluster
     run's. The data steps before generation are CPU rules like these; leaving them out keeps
     the test to minutes."""
     work = shutil.copytree(test_run, tmp_path / "run", symlinks=True)
-    # the main experiment's report (the target comes first: --configfile takes several files)
+    # minimal_swap's report: one training seed, fewer jobs than main's two (the target comes
+    # first: --configfile takes several files)
+    report = f"{TEST_OUT}/experiments/minimal_swap/report.md"
     done = snakemake_polling_every_second(
-        work, f"{TEST_OUT}/report.md", "--forcerun", "generate_candidates", "generate_eval", "train_dpo",
+        work, report, "--forcerun", "generate_candidates", "generate_eval", "train_dpo",
         "--profile", "profiles/slurm", "--slurm-no-account", *TEST)
     output = done.stdout + done.stderr
 
@@ -113,9 +115,9 @@ def test_slurm_runs_gpu_rules_with_a_gpu_and_matches_the_local_run(slurm_cluster
         for info in infos:
             has_gpu = "gres:gpu:1" in info
             assert has_gpu == (rule in GPU_RULES), f"{rule}: {'a GPU' if has_gpu else 'no GPU'} requested\n{info}"
-    assert len(rules_seen["generate_eval"]) == 4  # base and dpo, two shards each
+    assert len(rules_seen["generate_eval"]) == 4  # base and minimal_swap's one seed, two shards each
 
     assert {"merge_candidates", "score_candidates", "select_pairs", "merge_adapter", "merge_eval", "score_eval",
             "report"} <= set(rules_seen)
-    local = without_cost((test_run / TEST_OUT / "report.md").read_text())
-    assert without_cost((work / TEST_OUT / "report.md").read_text()) == local
+    local = without_cost((test_run / report).read_text())
+    assert without_cost((work / report).read_text()) == local

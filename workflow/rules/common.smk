@@ -14,7 +14,6 @@ from faithdpo.scoring import check_scoring_config
 
 OUT = config["outdir"].rstrip("/")
 SPLITS = ["train", "validation"]
-MODELS = ["base", "dpo"]
 # Experiments vary the pairs/training keys; the shared steps (data, candidates, their
 # scores, the base model's evaluation) live in OUT and run once. The config's own
 # pairs/training are the experiment "main", in OUT itself; experiment X is in
@@ -28,7 +27,9 @@ PACKAGE_DIR = os.path.relpath(os.path.join(workflow.basedir, "faithdpo"))
 
 wildcard_constraints:
     split="train|validation",
-    model="base|dpo",
+    # the base model, or the DPO model of one training seed (see training_seeds)
+    model="base|dpo_seed[0-9]+",
+    tseed="[0-9]+",
     xdir=re.escape(OUT) + "(?:/experiments/[A-Za-z0-9_-]+)?",
 
 
@@ -46,6 +47,17 @@ def experiment_config(xdir):
     return {
         key: {**config[key], **overrides.get(key, {})} for key in ("pairs", "training")
     }
+
+
+def training_seeds(xdir):
+    """An experiment's training seeds: training.seeds, or the run's seed alone."""
+    seeds = experiment_config(xdir)["training"]["seeds"]
+    return list(seeds) if seeds is not None else [config["seed"]]
+
+
+def dpo_models(xdir):
+    """The DPO models of an experiment, one per training seed (the {model} wildcard)."""
+    return [f"dpo_seed{seed}" for seed in training_seeds(xdir)]
 
 
 def package_modules(*entry_modules):
@@ -151,11 +163,14 @@ def trained(xdir):
         return json.load(f)["trained"]
 
 
-def if_trained(path):
-    """``path`` for an experiment with enough pairs to train, else no input: an experiment
-    below pairs.min_pairs is reported as not trained and never asks for a DPO model."""
+def per_seed_if_trained(path):
+    """``path`` for each DPO model of an experiment with enough pairs to train, else no
+    input: an experiment below pairs.min_pairs is reported as not trained and never asks
+    for a DPO model."""
     return lambda wildcards: (
-        path.format(xdir=wildcards.xdir) if trained(wildcards.xdir) else []
+        [path.format(xdir=wildcards.xdir, model=m) for m in dpo_models(wildcards.xdir)]
+        if trained(wildcards.xdir)
+        else []
     )
 
 
@@ -201,11 +216,16 @@ def experiment_benchmarks(xdir):
     """Benchmark files of an experiment's own steps: its pairs and, if it trained, its DPO model."""
     bench = f"{xdir}/benchmarks"
     files = [f"{bench}/select_pairs.tsv"]
-    if trained(xdir):
-        gpu = [f"{bench}/train_dpo.tsv"]
-        gpu += [f"{bench}/generate_eval/dpo.{shard}.tsv" for shard in SHARDS]
-        files += gpu + [gpu_memory(b) for b in gpu] + [f"{bench}/merge_adapter.tsv"]
-        files += [f"{bench}/{step}/dpo.tsv" for step in ("merge_eval", "score_eval")]
+    if not trained(xdir):
+        return files
+    for seed, model in zip(training_seeds(xdir), dpo_models(xdir)):
+        gpu = [f"{bench}/train_dpo/seed{seed}.tsv"]
+        gpu += [f"{bench}/generate_eval/{model}.{shard}.tsv" for shard in SHARDS]
+        files += gpu + [gpu_memory(b) for b in gpu]
+        files.append(f"{bench}/merge_adapter/seed{seed}.tsv")
+        files += [
+            f"{bench}/{step}/{model}.tsv" for step in ("merge_eval", "score_eval")
+        ]
     return files
 
 
@@ -234,10 +254,10 @@ def base_model_dir():
 
 
 def eval_model_dir(wildcards):
-    """The weights evaluated: the base model, or the DPO adapter merged into it."""
+    """The weights evaluated: the base model, or a seed's DPO adapter merged into it."""
     if wildcards.model == "base":
         return base_model_dir()
-    return f"{wildcards.xdir}/models/dpo/merged"
+    return f"{wildcards.xdir}/models/{wildcards.model}/merged"
 
 
 def generation_params(model=None):
@@ -280,14 +300,17 @@ def pair_params(wildcards):
 
 
 def training_params(wildcards):
+    """One seed's training: the list of seeds is not a parameter of it, so that adding a
+    seed trains that seed alone."""
+    training = experiment_config(wildcards.xdir)["training"]
     return {
-        **experiment_config(wildcards.xdir)["training"],
-        "seed": config["seed"],
+        **{key: value for key, value in training.items() if key != "seeds"},
+        "seed": int(wildcards.tseed),
         "trust_remote_code": config["model"]["trust_remote_code"],
         "device": config["device"],
-        # the trackers' run: the experiment's name; their files in its folder
-        "run_name": experiment_of(wildcards.xdir),
-        "tracking_dir": f"{wildcards.xdir}/tracking",
+        # the trackers' run: the experiment's name and seed; their files in its folder
+        "run_name": f"{experiment_of(wildcards.xdir)}-seed{wildcards.tseed}",
+        "tracking_dir": f"{wildcards.xdir}/tracking/seed{wildcards.tseed}",
     }
 
 
@@ -326,6 +349,8 @@ def training_threads(wildcards):
 
 
 def report_config(xdir):
-    """The config a report shows: this experiment's pairs/training, no resources."""
+    """The config a report shows: this experiment's pairs/training (its seeds resolved), no resources."""
     shown = {k: v for k, v in config.items() if k not in ("resources", "experiments")}
-    return {**shown, **experiment_config(xdir), "experiment": experiment_of(xdir)}
+    settings = experiment_config(xdir)
+    settings["training"] = {**settings["training"], "seeds": training_seeds(xdir)}
+    return {**shown, **settings, "experiment": experiment_of(xdir)}

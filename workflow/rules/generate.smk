@@ -51,7 +51,7 @@ rule generate_eval:
         model=eval_model_dir,
         # The pairs the adapter was trained on, read through their checkpoint: when they
         # come out unchanged, training is skipped and so is this job.
-        pairs=lambda wc: preference_pairs(wc) if wc.model == "dpo" else [],
+        pairs=lambda wc: preference_pairs(wc) if wc.model != "base" else [],
         modules=package_modules("generation"),
     output:
         summaries="{xdir}/eval/shards/{model}.{scatteritem}.parquet",
@@ -78,7 +78,7 @@ rule merge_eval:
         ),
         prompts=prompts_of("validation"),
         # Read through the checkpoint, like generate_eval: unchanged pairs skip this job too.
-        pairs=lambda wc: preference_pairs(wc) if wc.model == "dpo" else [],
+        pairs=lambda wc: preference_pairs(wc) if wc.model != "base" else [],
         modules=package_modules("generation"),
     output:
         "{xdir}/eval/{model}.parquet",

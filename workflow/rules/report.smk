@@ -6,11 +6,12 @@
 rule report:
     input:
         scores_base=f"{OUT}/scores/eval_base.parquet",
-        scores_dpo=if_trained("{xdir}/scores/eval_dpo.parquet"),
+        # one per training seed (see training_seeds), in the seeds' order
+        scores_dpo=per_seed_if_trained("{xdir}/scores/eval_{model}.parquet"),
         data=f"{OUT}/data/validation.parquet",
         pairs=preference_pairs,
         selection=pair_selection,
-        log_history=if_trained("{xdir}/models/dpo/log_history.json"),
+        log_history=per_seed_if_trained("{xdir}/models/{model}/log_history.json"),
         data_stats=expand(f"{OUT}/data/{{split}}.stats.json", split=SPLITS),
         prompts=expand(f"{OUT}/prompts/{{split}}.parquet", split=SPLITS),
         benchmarks=report_benchmarks,
@@ -56,6 +57,7 @@ rule report:
         resamples=config["report"]["bootstrap_resamples"],
         n_examples=config["report"]["examples"],
         seed=config["seed"],
+        seeds=lambda wc: training_seeds(wc.xdir),
     script:
         "../scripts/report.py"
 

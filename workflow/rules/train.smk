@@ -1,5 +1,6 @@
-# Training (GPU): TRL DPOTrainer with LoRA on q/k/v/o, optionally over a 4-bit NF4 base;
-# then the adapter merged into the base weights, which evaluation generates from.
+# Training (GPU): TRL DPOTrainer with LoRA on q/k/v/o, optionally over a 4-bit NF4 base, one
+# adapter per training seed; then each adapter merged into the base weights, which evaluation
+# generates from.
 
 
 rule train_dpo:
@@ -9,13 +10,13 @@ rule train_dpo:
         accelerate_config=accelerate_config,
         modules=package_modules("training"),
     output:
-        adapter=directory("{xdir}/models/dpo/adapter"),
-        log_history="{xdir}/models/dpo/log_history.json",
-        gpu_memory="{xdir}/benchmarks/train_dpo.gpu.json",
+        adapter=directory("{xdir}/models/dpo_seed{tseed}/adapter"),
+        log_history="{xdir}/models/dpo_seed{tseed}/log_history.json",
+        gpu_memory="{xdir}/benchmarks/train_dpo/seed{tseed}.gpu.json",
     log:
-        "{xdir}/logs/train_dpo.log",
+        "{xdir}/logs/train_dpo/seed{tseed}.log",
     benchmark:
-        "{xdir}/benchmarks/train_dpo.tsv"
+        "{xdir}/benchmarks/train_dpo/seed{tseed}.tsv"
     conda:
         "../../envs/gpu.yaml"
     threads: training_threads
@@ -30,16 +31,16 @@ rule train_dpo:
 rule merge_adapter:
     input:
         model=base_model_dir(),
-        adapter="{xdir}/models/dpo/adapter",
+        adapter="{xdir}/models/dpo_seed{tseed}/adapter",
         # Read through the checkpoint, like generate_eval: unchanged pairs skip this job too.
         pairs=preference_pairs,
         modules=package_modules("merge"),
     output:
-        directory("{xdir}/models/dpo/merged"),
+        directory("{xdir}/models/dpo_seed{tseed}/merged"),
     log:
-        "{xdir}/logs/merge_adapter.log",
+        "{xdir}/logs/merge_adapter/seed{tseed}.log",
     benchmark:
-        "{xdir}/benchmarks/merge_adapter.tsv"
+        "{xdir}/benchmarks/merge_adapter/seed{tseed}.tsv"
     conda:
         "../../envs/gpu.yaml"
     threads: config["resources"]["gpu_threads"]

@@ -6,13 +6,14 @@ from faithdpo.logs import setup_logging
 from faithdpo.report import build_report
 
 setup_logging(snakemake.log[0])
-# An experiment below pairs.min_pairs has no DPO inputs (see if_trained in common.smk).
+# One DPO model per training seed; none for an experiment below pairs.min_pairs
+# (see per_seed_if_trained in common.smk).
 build_report(
     snakemake.input.scores_base,
-    snakemake.input.scores_dpo or None,
+    list(snakemake.input.scores_dpo),
     snakemake.input.data,
     snakemake.input.pairs,
-    snakemake.input.log_history or None,
+    list(snakemake.input.log_history),
     snakemake.output.report,
     snakemake.output.metrics,
     str(Path(snakemake.output.rates).parent),
