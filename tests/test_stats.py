@@ -3,6 +3,7 @@ import pytest
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 
 from faithdpo.stats import (mcnemar, mcnemar_mde, mcnemar_p, mcnemar_power, mean_interval, paired_bootstrap,
+                            paired_rate_interval,
                             paired_swap_test, verdict)
 
 
@@ -122,6 +123,31 @@ def test_swap_test_of_pooled_ratios():
     assert paired_swap_test(base, same, base_den=base_den, dpo_den=dpo_den) > 0.05
     assert paired_swap_test(base, higher, base_den=base_den, dpo_den=dpo_den) < 0.01
     assert paired_bootstrap(base, higher, base_den=base_den, dpo_den=dpo_den)["delta"].low > 0
+
+
+def test_paired_rate_interval_is_tangos_score_interval():
+    """Its ends solve Tango's score equation; with no changed article it is the closed form
+    +-z^2 / (n + z^2); it excludes 0 exactly when uncorrected McNemar (its score test at 0) rejects."""
+    from scipy.stats import norm
+
+    z = norm.ppf(0.975)
+    none = paired_rate_interval(0, 0, 200)
+    assert (none.low, none.high) == pytest.approx((-z * z / (200 + z * z), z * z / (200 + z * z)), abs=1e-9)
+    for b, c in [(7, 1), (20, 0), (12, 9), (3, 3), (40, 25)]:
+        ci = paired_rate_interval(b, c, 200)
+        assert ci.low < (c - b) / 200 < ci.high
+        assert (ci.low > 0 or ci.high < 0) == (abs(c - b) / np.sqrt(b + c) > z)
+
+
+def test_paired_rate_interval_covers_the_true_change_95_percent_of_the_time():
+    """Coverage by simulation, also where few articles change (psi 2%) and a bootstrap collapses."""
+    rng = np.random.default_rng(4)
+    for n, psi, delta in [(200, 0.1, -0.05), (200, 0.02, 0.0), (60, 0.3, -0.1)]:
+        cells = rng.multinomial(n, [(psi + delta) / 2, (psi - delta) / 2, 1 - psi], size=3000)
+        # the rate changes by p_dpo - p_base = (only DPO - only base) / n; the rate falls by delta
+        covered = [paired_rate_interval(b, c, n).low <= -delta <= paired_rate_interval(b, c, n).high
+                   for b, c, _ in cells]
+        assert 0.93 <= np.mean(covered) <= 0.99, (n, psi, delta, np.mean(covered))
 
 
 def test_verdicts():
