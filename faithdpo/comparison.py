@@ -20,12 +20,12 @@ import pandas as pd
 from faithdpo.cost import cost_section, read_cost_tables, read_costs
 from faithdpo.io import read_json, write_text
 from faithdpo.verdicts import (
-    adjust, agreement_text, decide_given, fmt_delta, fmt_level, fmt_p, fmt_pct, fmt_value, spread_text, verdict_text,
+    adjust, agreement_text, decide_given, fmt_alpha, fmt_delta, fmt_level, fmt_p, fmt_pct, fmt_value, spread_text,
+    verdict_text,
 )
 
 log = logging.getLogger(__name__)
 
-RATES = ("entity_rate", "number_rate")
 TERSE = ("entity_precision_source", "entity_recall_target", "number_precision_source", "number_recall_target")
 
 
@@ -100,16 +100,21 @@ def render_comparison(names: list[str], metrics: list[dict]) -> str:
         r = rows[name]
         lines.append(f"| {dpo_label[name]} | {strategy} | {pairs} | {', '.join(map(str, m['seeds']))} | "
                      f"{_rate_cell(r['entity_rate'], alpha)} | {_rate_cell(r['number_rate'], alpha)} |")
-    lines += [
-        "",
+    tested = (
         "Rates: the share of summaries with at least one hallucinated entity (number). Each seed's test is McNemar's "
         f"test against the base model, **Holm-adjusted over the {family} tests of this table** (every seed of every "
-        f"trained experiment, both rates; family-wise alpha {alpha:g}); a seed's verdict reads its adjusted p-value. "
-        "With several seeds a cell gives the DPO rate's mean over the seeds, the mean delta with its between-seed "
-        "spread (SD, min to max) and how many seeds reach each verdict: the claim a recipe can make is \"k of N "
-        f"seeds\", not one run's p-value. Brackets: {level} bootstrap intervals, not adjusted. Experiments are not "
-        "tested against one another: compare their deltas with care. Each experiment's report has every seed's "
-        "interval, p-value and the change its test had 80% power for.",
+        f"trained experiment, both rates; family-wise alpha {fmt_alpha(alpha)}); a seed's verdict reads its adjusted "
+        "p-value. With several seeds a cell gives the DPO rate's mean over the seeds, the mean delta with its "
+        "between-seed spread (SD, min to max) and how many seeds reach each verdict: the claim a recipe can make is "
+        f"\"k of N seeds\", not one run's p-value. Brackets, not adjusted: {level} bootstrap intervals of a rate, "
+        f"{level} Tango score intervals of a delta. Experiments are not tested against one another: compare their "
+        "deltas with care. Each experiment's own report gives every seed's interval, p-value and the change its "
+        "test had 80% power for, Holm-adjusted over that report's tests alone: a seed's verdict there can differ "
+        "from this table's."
+    ) if family else f"No experiment was trained: nothing is tested. Brackets: {level} bootstrap intervals."
+    lines += [
+        "",
+        tested,
         "",
         "## Quality and what the pairs could teach",
         "",

@@ -24,8 +24,8 @@ from faithdpo.figures import pair_lengths_figure, rates_figure, training_figure
 from faithdpo.io import read_json, read_parquet, write_json, write_text
 from faithdpo.quality import quality_table, words
 from faithdpo.verdicts import (
-    METRICS, POOLED_CAVEAT, RECALL_OF, agreement_text, base_estimates, compare, fmt_delta, fmt_level,
-    fmt_p, fmt_pct, fmt_value, paired_scores, spread_text, verdict_text,
+    METRICS, POOLED_CAVEAT, RECALL_OF, agreement_text, base_estimates, compare, fmt_alpha, fmt_delta, fmt_level,
+    fmt_p, fmt_pct, fmt_value, paired_scores, seeds_text, spread_text, verdict_text,
 )
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,7 @@ def _quality(summaries: pd.Series, highlights: pd.Series) -> dict:
 
 def quality(base: pd.Series, dpo: list[tuple[int, pd.Series]], highlights: pd.Series) -> dict:
     """Mean ROUGE-1/2/L against the highlights, mean words, and the empty/degenerate shares of the
-    base model and of each seed's DPO model. Summaries and highlights are in the base file's order;
-    each seed's file is aligned to it by id in :func:`build_report`."""
+    base model and of each seed's DPO model, every series in the base file's article order."""
     return {"base": _quality(base, highlights), "dpo": [{"seed": s, **_quality(texts, highlights)} for s, texts in dpo],
             "highlights_words": float(highlights.fillna("").map(lambda text: len(words(text))).mean())}
 
@@ -145,9 +144,10 @@ def rates_section(metrics: dict) -> list[str]:
                         "validation articles). No DPO model: nothing to compare.", ""]
     primary, secondary = [r for r in rows if r["primary"]], [r for r in rows if not r["primary"]]
     m = sum(len(r["seeds"]) for r in primary)
-    header = "| Metric | Seed | Base | Post-DPO | Delta [{}] | {} | Verdict (alpha {:g}) |"
+    seeds = len(metrics["seeds"])
+    header = "| Metric | Seed | Base | Post-DPO | Delta [{}] | {} | Verdict (alpha {}) |"
     lines = [f"### Primary: the hallucination rates, Holm-adjusted over {m} tests", "",
-             header.format(f"{level}, unadjusted", "Holm p", alpha), "|---|---|---:|---:|---:|---:|---|"]
+             header.format(f"{level}, unadjusted", "Holm p", fmt_alpha(alpha)), "|---|---|---:|---:|---:|---:|---|"]
     for row in primary:
         lines += _seed_rows(row, "p_holm", alpha)
     lines += [
@@ -156,30 +156,35 @@ def rates_section(metrics: dict) -> list[str]:
         "compared with the base model on the same articles by McNemar's test (exact when fewer than 25 articles "
         "differ, else chi-square with continuity correction); the p-values are Holm-adjusted over the "
         f"{m} tests of this table (each rate, each seed) and the verdict reads the adjusted p-value at alpha "
-        f"{alpha:g}. Brackets: {level} paired bootstrap intervals ({metrics['resamples']} resamples of the "
-        "validation articles, both models resampled together), not adjusted; a row whose interval and verdict "
-        "disagree says so. \"80% power only for changes of X pp or more\": the exact power of that test at "
-        f"alpha / {m} (the level Holm asks of the smallest p-value), given the share of articles whose outcome "
-        "differs between the two models. A smaller true change can go unseen: no significant change is not "
-        "evidence of no change.",
+        f"{fmt_alpha(alpha)}. Brackets, not adjusted: of a model's rate, {level} bootstrap intervals "
+        f"({metrics['resamples']} resamples of the validation articles); of a delta, {level} Tango score "
+        "intervals for paired rates (the interval that matches McNemar's test, and does not shrink to a point "
+        "when few articles changed). A row whose interval and verdict disagree says so. \"80% power (at alpha "
+        "a) only for changes of X pp or more\": the exact power of that test at the level Holm asks of the "
+        f"smallest p-value (alpha / {m}), given the share of articles whose outcome differs between the two models. "
+        "A smaller true change can go unseen: no significant change is not evidence of no change.",
         "",
     ]
     lines += pooled_lines(primary, level)
-    lines += ["### Secondary: unadjusted", "", header.format(level, "p", alpha), "|---|---|---:|---:|---:|---:|---|"]
+    lines += ["### Secondary: unadjusted", "", header.format(level, "p", fmt_alpha(alpha)),
+              "|---|---|---:|---:|---:|---:|---|"]
     for row in secondary:
         lines += _seed_rows(row, "p_value", alpha)
     lines += [
         "",
-        f"Each row tested on its own at alpha {alpha:g}, with no correction for the {len(secondary)} rows: read them "
-        "as context for the primary verdicts. Failed summaries are rates (McNemar's test, as above). Per-summary "
-        "rows: the mean count of distinct hallucinated items. Precision-source (Nan et al. 2021): of the summaries' "
-        "entities (numbers), the share the reference supports (the article as the prompt gave it + the highlights). "
-        "Recall-target: of the highlights' entities (numbers), the share the summary keeps, by the same matching "
-        "rules with the summary as the reference. Both are pooled over items: a summary with no items adds nothing "
-        "to a precision, and one that keeps none of the highlights' items adds its misses to the recall. Counts "
-        "and ratios are tested with a paired randomisation test of the mean (ratio) itself: base and DPO swapped "
-        f"at random within articles, {metrics['resamples']} times, so the p-value, the delta and the interval "
-        "speak of one quantity.",
+        f"Each test on its own at alpha {fmt_alpha(alpha)}, with no correction for the {len(secondary) * seeds} tests "
+        f"({len(secondary)} rows x {seeds_text(seeds)}): read them as context for the primary verdicts. Failed "
+        "summaries are rates (McNemar's test and Tango intervals, as above; power at alpha itself). Per-summary rows: "
+        "the mean count of distinct hallucinated items. Precision-source (Nan et al. 2021): of the summaries' "
+        "entities (numbers), the share the reference supports; as for the rates, the reference is the article as "
+        "the prompt gave it and the highlights (Nan et al.'s source is the article alone). Recall-target: of the "
+        "highlights' entities (numbers), the share the summary keeps, by the same matching rules with the summary "
+        "as the reference. Both are pooled over items: a summary with no items adds nothing to a precision, and "
+        "one that keeps none of the highlights' items adds its misses to the recall. Counts and ratios are tested "
+        "with a paired randomisation test of the mean (ratio) itself, base and DPO swapped at random within "
+        f"articles {metrics['resamples']} times (so its smallest p-value is 1/{metrics['resamples'] + 1}), and "
+        "their brackets are paired bootstrap intervals: the p-value, the delta and the interval speak of one "
+        "quantity. Where few articles differ, a bootstrap interval is narrower than what the data allow.",
         "",
     ]
     return lines + terse_lines(rows)
@@ -198,27 +203,28 @@ def pooled_lines(primary: list[dict], level: str) -> list[str]:
 
 
 def terse_lines(rows: list[dict]) -> list[str]:
-    """Faithful or terse: where a rate falls, what recall-target did. A fall of both is said, and
-    flagged when recall-target is significantly lower (unadjusted) in a majority of seeds."""
+    """Faithful or terse: where a rate fell (improved in a majority of seeds), what recall-target
+    did; "says less?" is flagged when it is significantly lower (unadjusted) in a majority too."""
     by_key = {r["key"]: r for r in rows}
     lines = []
     for rate_key, recall_key in RECALL_OF.items():
         rate, recall = by_key[rate_key]["across"], by_key[recall_key]["across"]
-        if rate["mean"] is None or recall["mean"] is None or rate["mean"] >= 0:
+        if recall["mean"] is None or rate["verdicts"].get("improved", 0) <= rate["seeds"] / 2:
             continue
         kind, kinds = {"entity_rate": ("entity", "entities"), "number_rate": ("number", "numbers")}[rate_key]
-        fell = f"The {kind} hallucination rate fell ({spread_text(rate, True)}"
+        fell = (f"The {kind} hallucination rate fell (improved in {rate['verdicts']['improved']} of "
+                f"{seeds_text(rate['seeds'])}; {spread_text(rate, True)})")
         lower = recall["verdicts"].get("worse", 0)
-        if recall["mean"] >= 0:
-            lines.append(f"{fell}) while {kind} recall-target did not ({spread_text(recall, True)}): the fall is not "
-                         f"explained by keeping fewer of the highlights' {kinds}.")
-        elif lower > recall["seeds"] / 2:
-            lines.append(f"**Says less?** {fell}) and {kind} recall-target fell too ({spread_text(recall, True)}; "
-                         f"significantly lower, unadjusted, in {lower} of {recall['seeds']} seeds): the DPO model "
+        recall_change = f"{spread_text(recall, True)}; significantly lower, unadjusted, in {lower} of " \
+                        f"{seeds_text(recall['seeds'])}"
+        if lower > recall["seeds"] / 2:
+            lines.append(f"**Says less?** {fell} and {kind} recall-target fell too ({recall_change}): the DPO model "
                          f"may hallucinate fewer {kinds} by keeping fewer of the highlights' {kinds}.")
+        elif recall["mean"] < 0:
+            lines.append(f"{fell}; {kind} recall-target fell on average, not clearly ({recall_change}).")
         else:
-            lines.append(f"{fell}) and {kind} recall-target fell too, less clearly ({spread_text(recall, True)}; "
-                         f"significantly lower, unadjusted, in {lower} of {recall['seeds']} seeds).")
+            lines.append(f"{fell}; {kind} recall-target did not fall on average ({recall_change}): the fall is not "
+                         f"explained by keeping fewer of the highlights' {kinds}.")
     return lines + ([""] if lines else [])
 
 
@@ -438,7 +444,8 @@ def build_report(
         "comparison": comparison,
         # the base model's values, the same for every experiment of a run (the comparison checks)
         "base": {r["key"]: r["base"]["value"] for r in comparison},
-        "quality": quality(base_df["summary"], [(s, frame["summary"]) for s, frame in dpo.items()], highlights),
+        "quality": quality(base_df["summary"], [(s, frame.set_index("id").loc[base_df["id"], "summary"])
+                                                for s, frame in dpo.items()], highlights),
         "pairs": pair_confounds(pairs_df),
         "training": [{"seed": s, **training_summary(h)} for s, h in histories.items()],
         "training_warnings": [f"seed {s}: {w}" for s, c in curves.items() for w in training_warnings(c)],

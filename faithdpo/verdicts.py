@@ -16,6 +16,7 @@ over every experiment it shows.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
@@ -24,7 +25,9 @@ import numpy as np
 import pandas as pd
 
 from faithdpo.quality import is_failed
-from faithdpo.stats import holm, mcnemar, mcnemar_mde, paired_bootstrap, paired_swap_test, verdict
+from faithdpo.stats import (
+    holm, mcnemar, mcnemar_mde, mean_interval, paired_bootstrap, paired_rate_interval, paired_swap_test, verdict,
+)
 
 # The power the detectable-change statements are computed for.
 POWER = 0.8
@@ -90,7 +93,6 @@ METRICS = [
     Metric("Number recall-target", "number_recall_target", "ratio",
            _count("kept_numbers"), _count("target_numbers"), lower_is_better=False),
 ]
-PRIMARY = tuple(m.key for m in METRICS if m.primary)
 # The rate a recall-target row guards: a rate that falls with its recall "says less".
 RECALL_OF = {"entity_rate": "entity_recall_target", "number_rate": "number_recall_target"}
 
@@ -124,15 +126,16 @@ def base_estimates(base: pd.DataFrame, confidence: float, resamples: int, seed: 
     out = {}
     for metric in METRICS:
         num, den = metric.values(base)
-        ci = paired_bootstrap(num, num, confidence, resamples, seed, base_den=den, dpo_den=den)["base"]
-        out[metric.key] = _estimate(_ratio(num, den), ci)
+        out[metric.key] = _estimate(_ratio(num, den), mean_interval(num, confidence, resamples, seed, den=den))
     return out
 
 
 def seed_result(metric: Metric, base: pd.DataFrame, dpo: pd.DataFrame, alpha: float, resamples: int,
                 seed: int) -> dict:
     """One seed's paired comparison of ``metric``: the DPO value, the delta with its interval,
-    the test of that delta and its unadjusted p-value (the verdict comes with the family)."""
+    the test of that delta and its unadjusted p-value (the verdict comes with the family).
+    A rate's delta interval is Tango's score interval, which matches McNemar's test and holds
+    when few articles changed; the other intervals are paired bootstraps of the articles."""
     (b, b_den), (d, d_den) = metric.values(base), metric.values(dpo)
     ci = paired_bootstrap(b, d, 1 - alpha, resamples, seed, base_den=b_den, dpo_den=d_den)
     base_value, dpo_value = _ratio(b, b_den), _ratio(d, d_den)
@@ -141,7 +144,8 @@ def seed_result(metric: Metric, base: pd.DataFrame, dpo: pd.DataFrame, alpha: fl
     if metric.kind == "rate":
         test = mcnemar(b.astype(bool), d.astype(bool))
         result.update(test="McNemar (exact)" if test["exact"] else "McNemar (corrected chi-square)",
-                      p_value=test["p_value"], discordant=test["b"] + test["c"])
+                      p_value=test["p_value"], discordant=test["b"] + test["c"],
+                      delta=_estimate(delta, paired_rate_interval(test["b"], test["c"], len(b), 1 - alpha)))
     elif delta is None:
         result.update(test=None, p_value=None)
     else:
@@ -161,11 +165,11 @@ def compare(base: pd.DataFrame, dpo: dict[int, pd.DataFrame], alpha: float = 0.0
     for metric in METRICS:
         seeds = [{"seed": s, **seed_result(metric, base_side, side(p, "dpo"), alpha, resamples, seed)}
                  for s, p in paired.items()]
+        pooled = (pooled_delta(metric, base_side, [side(p, "dpo") for p in paired.values()], alpha, resamples,
+                               seed) if metric.primary else None)
         rows.append({"label": metric.label, "key": metric.key, "kind": metric.kind, "pct": metric.pct,
                      "primary": metric.primary, "lower_is_better": metric.lower_is_better,
-                     "base": estimates[metric.key], "seeds": seeds,
-                     "pooled": pooled_delta(metric, base_side, [side(p, "dpo") for p in paired.values()], alpha,
-                                            resamples, seed)})
+                     "base": estimates[metric.key], "seeds": seeds, "pooled": pooled})
     decide(rows, alpha, len(base_side))
     return rows
 
@@ -245,6 +249,15 @@ def across_seeds(entries: list[dict]) -> dict:
 # The words. Intervals are always at 1 - alpha and unadjusted; where they sit beside a
 # Holm-adjusted verdict they are labelled so, and a row whose interval and verdict disagree says it.
 
+def fmt_alpha(alpha: float) -> str:
+    """Alpha as given (0.05, 0.0125), never rounded to fewer digits than it has."""
+    return f"{alpha:.10g}"
+
+
+def seeds_text(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
 def fmt_level(alpha: float) -> str:
     """The confidence level of the intervals, exact at any alpha: 95%, 97.5%, 99.9%."""
     return f"{100 * (1 - alpha):.10g}%"
@@ -285,10 +298,12 @@ def fmt_delta(v: dict, pct: bool) -> str:
 
 
 def power_text(entry: dict) -> str:
-    """What a rate's test could see: the change it detects with 80% power at its level."""
+    """What a rate's test could see: the change it detects with 80% power at its level (rounded
+    up, so that the printed change has at least that power)."""
     change = entry.get("power_change")
     if change is not None:
-        return f"{100 * POWER:.0f}% power only for changes of {100 * change:.1f} pp or more"
+        return (f"{100 * POWER:.0f}% power (at alpha {fmt_alpha(entry['power_alpha'])}) only for changes of "
+                f"{math.ceil(1000 * change - 1e-9) / 10:.1f} pp or more")
     if not entry["discordant"]:
         return "no summary changed"
     return f"too few changed summaries for {100 * POWER:.0f}% power at any change"
@@ -318,7 +333,7 @@ def verdict_text(row: dict, entry: dict) -> str:
 def agreement_text(across: dict) -> str:
     """How many seeds reached each verdict: "improved in 2 of 3 seeds, no significant change in 1"."""
     (first, k), *rest = across["verdicts"].items()
-    text = f"{first} in {k} of {across['seeds']} seed{'s' if across['seeds'] > 1 else ''}"
+    text = f"{first} in {k} of {seeds_text(across['seeds'])}"
     return text + "".join(f", {word} in {count}" for word, count in rest)
 
 

@@ -63,15 +63,15 @@ REPORT_N = 30
 
 
 def fixture_scores(ent, num, summaries, kept=None):
-    """Score columns as the scorer writes them: ``ent``/``num`` hallucinated items per summary,
-    each summary also naming the supported "Bergen"; the highlights name "Bergen" and "5", which a
+    """Score columns as the scorer writes them: ``ent``/``num`` hallucinated items per summary (at
+    most 1 entity, 2 numbers), each summary also naming the supported "Bergen"; the highlights name "Bergen" and "5", which a
     summary keeps where ``kept`` (default: none) says so."""
     kept = kept or [False] * REPORT_N
     return pd.DataFrame({
         "id": [f"a{i}" for i in range(REPORT_N)], "candidate": 0, "summary": summaries,
         "entities": [["Oslo"] * min(e, 1) + ["Bergen"] for e in ent],
         "hallucinated_entities": [["Oslo"] * e for e in ent],
-        "numbers": [["99"] * min(n, 1) for n in num], "hallucinated_numbers": [["99"] * n for n in num],
+        "numbers": [["99", "98"][:n] for n in num], "hallucinated_numbers": [["99", "98"][:n] for n in num],
         "ent_hallucinations": ent, "num_hallucinations": num,
         "target_entities": [["Bergen"]] * REPORT_N, "kept_entities": [["Bergen"] if k else [] for k in kept],
         "target_numbers": [["5"]] * REPORT_N, "kept_numbers": [[] for _ in kept],
@@ -94,9 +94,10 @@ def write_split_checks(path, split, valid, bad, ids, truncated=0):
     return stats, prompts
 
 
-def build_fixture_report(path, numbers=SAME_NUMBERS, alpha=0.05, extra_seeds=()):
+def build_fixture_report(path, numbers=SAME_NUMBERS, alpha=0.05, extra_seeds=(), reverse_dpo=False):
     """A report built from small fixture files in ``path``; ``numbers``: the base and DPO number counts.
-    Training seed 0's DPO model is the fixture's; ``extra_seeds``: (seed, DPO scores) of more seeds."""
+    Training seed 0's DPO model is the fixture's; ``extra_seeds``: (seed, DPO scores) of more seeds;
+    ``reverse_dpo``: the DPO files' rows in reverse order."""
     from faithdpo.io import write_json, write_parquet
     from faithdpo.pairs import selection_summary
     from faithdpo.report import build_report
@@ -109,7 +110,7 @@ def build_fixture_report(path, numbers=SAME_NUMBERS, alpha=0.05, extra_seeds=())
                           "chosen_badness": 0, "rejected_badness": [2] * 10})
     history = [{"loss": 0.69 - 0.06 * i, "step": i + 1, "rewards/accuracies": 1.0, "rewards/margins": 0.1 * i,
                 "logps/chosen": -10.0 - i, "logps/rejected": -11.0 - 2 * i} for i in range(8)]
-    dpos = [(0, dpo), *extra_seeds]
+    dpos = [(s, f.iloc[::-1] if reverse_dpo else f) for s, f in [(0, dpo), *extra_seeds]]
     for name, frame in [("base", base), ("data", data), ("pairs", pairs)] + [(f"dpo{s}", f) for s, f in dpos]:
         write_parquet(frame, path / f"{name}.parquet")
     for s, _ in dpos:

@@ -1,6 +1,7 @@
 """The comparison table, built from the metrics of several experiments' reports."""
 
 import copy
+import math
 
 import pytest
 
@@ -43,9 +44,9 @@ def test_one_row_for_the_base_and_one_per_experiment(experiments):
     assert rows[1].startswith("| Base model | | | | 100.0% [100.0, 100.0] | 33.3% [")
     assert rows[2].startswith("| DPO: `main` | highlights_vs_worst | 10 | 0 | 33.3% [")
     # 4 tests shown (2 trained experiments x 2 rates): 20 discordant articles, all one way, p = 2 * 0.5**20
-    assert f"-66.7 pp [-83.3, -50.0], Holm p = {4 * 2 * 0.5 ** 20:.2g}: **improved**" in rows[2]
-    assert "+0.0 pp [+0.0, +0.0], Holm p = 1: no significant change; the data are consistent with a change from " \
-           "+0.0 to +0.0 pp; no summary changed" in rows[2]
+    assert f"-66.7 pp [-80.8, -47.7], Holm p = {4 * 2 * 0.5 ** 20:.2g}: **improved**" in rows[2]  # Tango: 20 of 30 changed
+    assert "+0.0 pp [-11.4, +11.4], Holm p = 1: no significant change; the data are consistent with a change from " \
+           "-11.4 to +11.4 pp; no summary changed" in rows[2]
     assert rows[3].startswith("| DPO: `swap` | minimal_swap | 7 | 0 |")
     quality = table_rows(text, "## Quality and what the pairs could teach")
     assert quality[3].startswith("| DPO: `swap` |") and quality[3].endswith("| 5.0 / 9.0 (100.0%) | 100.0% (60.9%) |")
@@ -64,9 +65,10 @@ def test_verdicts_are_holm_adjusted_and_say_what_they_could_see(experiments):
     swap = next(line for line in text.splitlines() if line.startswith("| DPO: `swap`"))
     power = mcnemar_mde(30, 12, 0.05 / 4)
     assert power is not None
+    printed = math.ceil(1000 * power) / 10  # rounded up: the printed change has at least 80% power
     assert (f"-23.3 pp [-40.0, -10.0], Holm p = 0.06: no significant change; the data are consistent with a change "
-            f"from -40.0 to -10.0 pp; 80% power only for changes of {100 * power:.1f} pp or more (the interval "
-            "excludes 0 but the test does not reject: they disagree)") in swap
+            f"from -40.0 to -10.0 pp; 80% power (at alpha 0.0125) only for changes of {printed:.1f} pp or more (the "
+            "interval excludes 0 but the test does not reject: they disagree)") in swap
     assert "no change larger than" not in text and "four metrics" not in text
     # with alpha 0.2 the same p-values pass: the verdict follows report.alpha, not a fixed 0.05
     for f in files:
@@ -75,7 +77,7 @@ def test_verdicts_are_holm_adjusted_and_say_what_they_could_see(experiments):
     text = build_comparison(files, ["main", "swap", "bvw"], str(path / "comparison.md"))
     swap = next(line for line in text.splitlines() if line.startswith("| DPO: `swap`"))
     assert "Holm p = 0.06: **improved**" in swap and "family-wise alpha 0.2" in text
-    assert "Brackets: 80% bootstrap intervals, not adjusted" in text
+    assert "Brackets, not adjusted: 80% bootstrap intervals of a rate, 80% Tango score intervals of a delta" in text
 
 
 def test_replicated_experiments_show_the_mean_spread_and_k_of_n(tmp_path):
@@ -92,6 +94,26 @@ def test_replicated_experiments_show_the_mean_spread_and_k_of_n(tmp_path):
     assert "61.1% (mean)<br>delta mean -38.9 pp (SD 28.3; -66.7 to -10.0)<br>improved in 2 of 3 seeds, " \
            "no significant change in 1" in main
     assert "**Holm-adjusted over the 6 tests of this table**" in text
+
+
+def test_the_comparison_leaves_the_reports_metrics_as_they_were(experiments):
+    """Re-deciding the verdicts over the comparison's family works on copies."""
+    from faithdpo.comparison import decided_rows
+
+    _, files = experiments
+    metrics = [read_json(f) for f in files]
+    before = copy.deepcopy(metrics)
+    rows, family = decided_rows(["main", "swap", "bvw"], metrics)
+    assert family == 4 and rows["swap"]["number_rate"]["seeds"][0]["p_holm"] == pytest.approx(0.06)
+    assert metrics == before
+
+
+def test_nothing_trained_nothing_tested(untrained_report_dir):
+    out, _ = untrained_report_dir
+    text = build_comparison([str(out / "m.json")], ["bvw"], str(out / "comparison.md"))
+    assert "No experiment was trained: nothing is tested." in text and "Holm" not in text
+
+
 def test_an_experiment_without_enough_pairs_is_listed_as_not_trained(experiments):
     path, files = experiments
     text = build_comparison(files, ["main", "swap", "bvw"], str(path / "comparison.md"))

@@ -22,7 +22,8 @@ def bench(path, seconds, rss, cpu, gpu=None):
 @pytest.mark.parametrize("path, step", [
     ("out/benchmarks/train_dpo.tsv", "train_dpo"),
     ("out/benchmarks/generate_candidates/2-of-4.tsv", "generate_candidates"),
-    ("out/experiments/x/benchmarks/generate_eval/dpo.1-of-2.tsv", "generate_eval (dpo)"),
+    ("out/experiments/x/benchmarks/generate_eval/dpo_seed1.1-of-2.tsv", "generate_eval (dpo_seed1)"),
+    ("out/benchmarks/train_dpo/seed1.tsv", "train_dpo (seed1)"),
     ("out/benchmarks/prepare_split/train.tsv", "prepare_split (train)"),
 ])
 def test_a_benchmark_file_names_its_step(path, step):

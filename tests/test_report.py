@@ -101,7 +101,7 @@ def test_alpha_sets_the_verdicts_and_the_interval_wording(tmp_path, monkeypatch)
     """report.alpha sets every verdict and makes every interval, and its label, one at 1 - alpha,
     trained or not; the label is exact at any alpha (97.5%, 99.9%)."""
     from faithdpo import figures
-    from faithdpo.stats import mcnemar_mde, mean_interval, paired_bootstrap
+    from faithdpo.stats import mcnemar_mde, mean_interval, paired_rate_interval
 
     titles = []
     save = figures._save
@@ -114,13 +114,15 @@ def test_alpha_sets_the_verdicts_and_the_interval_wording(tmp_path, monkeypatch)
         # the power statement of a primary rate is at alpha / 2: Holm's first step over 2 tests
         assert entity["power_change"] == pytest.approx(mcnemar_mde(REPORT_N, 20, alpha / 2))
         base, dpo = fixture_values(out, "num_hallucinations")
-        ci = paired_bootstrap(base > 0, dpo > 0, confidence=1 - alpha, resamples=2000, seed=0)
+        # 7 articles lose their hallucinated number, 1 gains one
+        assert (np.sum((base > 0) & (dpo == 0)), np.sum((base == 0) & (dpo > 0))) == (7, 1)
+        ci = paired_rate_interval(7, 1, REPORT_N, confidence=1 - alpha)
         number = rows["number_rate"]["seeds"][0]
-        assert (number["delta"]["low"], number["delta"]["high"]) == (pytest.approx(ci["delta"].low),
-                                                                     pytest.approx(ci["delta"].high))
+        assert (number["delta"]["low"], number["delta"]["high"]) == (pytest.approx(ci.low), pytest.approx(ci.high))
         report = (out / "report.md").read_text()
         assert f"| Verdict (alpha {alpha:g}) |" in report
-        assert f"Brackets: {percent} paired bootstrap intervals" in report
+        assert f"Brackets, not adjusted: of a model's rate, {percent} bootstrap intervals" in report
+        assert f"of a delta, {percent} Tango score intervals" in report
         assert f"Delta [{percent}, unadjusted]" in report and f"| Delta [{percent}] |" in report
         assert f"Hallucination on the validation sample ({percent} paired bootstrap intervals)" in titles
         untrained_out, untrained = build_untrained_report(out, alpha)
@@ -184,8 +186,9 @@ def test_no_significant_change_says_what_the_data_allow_and_what_the_test_could_
     assert number["discordant"] == 0 and number["power_change"] is None
     report = (path / "report.md").read_text()
     assert "no change larger than" not in report
-    assert ("| 1 | no significant change; the data are consistent with a change from +0.0 to +0.0 pp; "
-            "no summary changed |") in report
+    # no article changed, yet 30 articles cannot rule out changes of +-11.4 pp (Tango's interval)
+    assert ("| +0.0 pp [-11.4, +11.4] | 1 | no significant change; the data are consistent with a change from -11.4 "
+            "to +11.4 pp; no summary changed |") in report
 
 
 def test_the_printed_detectable_change_has_80_percent_power(tmp_path):
@@ -200,8 +203,8 @@ def test_the_printed_detectable_change_has_80_percent_power(tmp_path):
     entry = row["seeds"][0]
     assert entry["verdict"] == "no significant change" and entry["discordant"] == 14
     report = (tmp_path / "report.md").read_text()
-    printed = float(re.search(r"Number Hallucination Rate \| 0 \|.*?80% power only for changes of ([\d.]+) pp",
-                              report).group(1)) / 100
+    printed = float(re.search(r"Number Hallucination Rate \| 0 \|.*?80% power \(at alpha 0.025\) only for changes of "
+                              r"([\d.]+) pp", report).group(1)) / 100
     psi, alpha = 14 / REPORT_N, 0.05 / 2
     rng = np.random.default_rng(3)
 
@@ -257,6 +260,15 @@ def test_count_rows_never_read_worse_beside_a_test_that_found_fewer_items():
     assert entry["p_value"] > 0.2 and entry["verdict"] == "no significant change"
 
 
+def test_each_seeds_summaries_are_read_by_article_not_by_row(tmp_path):
+    """A seed's evaluation file in another row order gives the same numbers, quality included."""
+    (tmp_path / "reversed").mkdir()
+    metrics = build_fixture_report(tmp_path, FEWER_NUMBERS)
+    again = build_fixture_report(tmp_path / "reversed", FEWER_NUMBERS, reverse_dpo=True)
+    assert pd.read_parquet(tmp_path / "reversed" / "dpo0.parquet")["id"].iloc[0] == f"a{REPORT_N - 1}"
+    assert again["comparison"] == metrics["comparison"] and again["quality"] == metrics["quality"]
+
+
 def test_p_values_never_round_across_alpha():
     assert fmt_p(0.04996, 0.05) == "0.04996" and float(fmt_p(0.04996, 0.05)) < 0.05
     assert fmt_p(0.050004, 0.05) == "0.05"  # not below alpha, and "0.05" is not either
@@ -268,7 +280,7 @@ def test_replicates_give_each_seed_and_what_they_agree_on(tmp_path, monkeypatch)
     """Three training seeds: a row per seed, the mean delta with its spread, k of N, the pooled
     delta with its assumptions, a Holm family of 2 rates x 3 seeds, and every seed in the figures."""
     from faithdpo import figures
-    from faithdpo.stats import holm
+    from faithdpo.stats import holm, paired_bootstrap
 
     shown, save = {}, figures._save
 
@@ -297,7 +309,10 @@ def test_replicates_give_each_seed_and_what_they_agree_on(tmp_path, monkeypatch)
     assert "- **Entity Hallucination Rate**: improved in 2 of 3 seeds, no significant change in 1 (Holm over 6 tests)" in report
     assert (f"| Entity Hallucination Rate | all 3 | | | mean {100 * np.mean(deltas):+.1f} pp (SD "
             f"{100 * np.std(deltas, ddof=1):.1f}; -66.7 to -10.0) | | improved in 2 of 3 seeds") in report
-    assert "- Pooled over the 3 seeds, Entity Hallucination Rate: -38.9 pp [" in report
+    pooled = paired_bootstrap(np.ones(REPORT_N), np.mean([d["ent_hallucinations"] > 0 for d in (
+        pd.read_parquet(tmp_path / f"dpo{s}.parquet") for s in (0, 4, 7))], axis=0), resamples=2000, seed=0)["delta"]
+    assert f"- Pooled over the 3 seeds, Entity Hallucination Rate: -38.9 pp [{100 * pooled.low:+.1f}, " \
+           f"{100 * pooled.high:+.1f}]" in report
     assert "says nothing of a new one. With 3 seeds the between-seed spread has 2 degrees of freedom" in report
     assert "| | Base | Post-DPO, seed 0 | Post-DPO, seed 4 | Post-DPO, seed 7 |" in report
     for figure in ("rates", "training"):
@@ -318,16 +333,24 @@ def test_a_rate_that_falls_with_recall_target_says_less(tmp_path):
                               kept=kept_base)
     slightly = fixture_scores([0] * 20 + [1] * 10, [0] * REPORT_N, ["Rain in Bergen."] * 20 + ["Rain in Oslo and Bergen."] * 10,
                               kept=[False] + [True] * 29)
-    for dpo, said in ((slightly, "The entity hallucination rate fell (-66.7 pp) and entity recall-target fell too, less "
-                                 "clearly (-3.3 pp; significantly lower, unadjusted, in 0 of 1 seeds)."),
-                      (terse, "**Says less?** The entity hallucination rate fell (-66.7 pp) and entity recall-target "
-                              "fell too (-66.7 pp; significantly lower, unadjusted, in 1 of 1 seeds)"),
-                      (faithful, "The entity hallucination rate fell (-66.7 pp) while entity recall-target did not "
-                                 "(+0.0 pp): the fall is not explained by keeping fewer of the highlights' entities.")):
+    fell = "The entity hallucination rate fell (improved in 1 of 1 seed; -66.7 pp)"
+    for dpo, said in ((slightly, f"{fell}; entity recall-target fell on average, not clearly (-3.3 pp; significantly "
+                                 "lower, unadjusted, in 0 of 1 seed)."),
+                      (terse, f"**Says less?** {fell} and entity recall-target fell too (-66.7 pp; significantly "
+                              "lower, unadjusted, in 1 of 1 seed)"),
+                      (faithful, f"{fell}; entity recall-target did not fall on average (+0.0 pp; significantly lower, "
+                                 "unadjusted, in 0 of 1 seed): the fall is not explained by keeping fewer of the "
+                                 "highlights' entities.")):
         rows = compare(base, {0: dpo}, resamples=500)
         recall = {r["key"]: r for r in rows}["entity_recall_target"]["seeds"][0]
         assert recall["dpo"]["value"] == pytest.approx({id(terse): 1 / 3, id(slightly): 29 / 30}.get(id(dpo), 1.0))
         assert any(line.startswith(said) for line in terse_lines(rows))
+    # a fall that is no significant change in any seed is not announced as one
+    two_fewer = fixture_scores([0] * 2 + [1] * 28, [0] * REPORT_N,
+                               ["Rain in Bergen."] * 2 + ["Rain in Oslo and Bergen."] * 28, kept=kept_base)
+    rows = compare(base, {0: two_fewer}, resamples=500)
+    assert {r["key"]: r for r in rows}["entity_rate"]["seeds"][0]["verdict"] == "no significant change"
+    assert terse_lines(rows) == []
 
 
 def test_an_experiment_without_enough_pairs_reports_why_and_the_base_alone(untrained_report_dir):
@@ -361,7 +384,8 @@ def test_failed_summaries_count_as_failures_never_as_clean():
     assert failures["seeds"][0]["verdict"] == "worse"
     both = rows["hallucination_or_failure_rate"]
     assert (both["base"]["value"], both["seeds"][0]["dpo"]["value"]) == (1.0, 1.0)
-    table = "\n".join(rates_section({"alpha": 0.05, "trained": True, "resamples": 200, "comparison": list(rows.values())}))
+    table = "\n".join(rates_section({"alpha": 0.05, "trained": True, "resamples": 200, "seeds": [0],
+                                     "comparison": list(rows.values())}))
     assert "| Failed summaries (empty, punctuation only, a loop) | 0 | 0.0% [0.0, 0.0] | 66.7% [" in table
 
 
