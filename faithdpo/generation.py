@@ -188,27 +188,33 @@ class HFEngine(Engine):
     """
 
     def __init__(self, model_dir: str, config: GenerationConfig):
+        from transformers import StoppingCriteriaList, StopStringCriteria
+
         from faithdpo.models import load_model, load_tokenizer
 
         self.config = config
         self.tokenizer = load_tokenizer(model_dir, padding_side="left")
         self.model = load_model(model_dir, trust_remote_code=config.trust_remote_code,
                                 quantization=config.quantization, dtype=config.dtype)
+        # A row stops at its first stop string. Built once per job: given stop_strings, generate
+        # builds the criteria again at every call, reading and sorting the whole vocabulary
+        # (~152k tokens for Qwen2.5).
+        self.stops = ({"stopping_criteria": StoppingCriteriaList([StopStringCriteria(self.tokenizer,
+                                                                                     list(config.stop_strings))])}
+                      if config.stop_strings else {})
 
     def generate(self, ids: list[str], prompts: list[str]) -> list[dict]:
         import torch
 
         cfg, tok = self.config, self.tokenizer
         sampling = hf_sampling(cfg)
-        # A row stops at its first stop string (generate needs the tokenizer to find them).
-        stops = {"stop_strings": list(cfg.stop_strings), "tokenizer": tok} if cfg.stop_strings else {}
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
         torch.manual_seed(batch_seed(cfg.seed, ids[0]))
         with torch.inference_mode():
             out = self.model.generate(**enc, max_new_tokens=cfg.max_new_tokens,
                                       num_return_sequences=cfg.num_return_sequences,
                                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                                      **sampling, **stops)
+                                      **sampling, **self.stops)
         width, k = enc["input_ids"].shape[1], cfg.num_return_sequences
         prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
         decode = lambda seq: tok.decode(seq, skip_special_tokens=True)  # noqa: E731

@@ -50,6 +50,8 @@ class TrainingConfig:
     ld_alpha: float | None = None  # LD-DPO: weight of the tokens past the shorter side's length
     logging_steps: int = 1
     gradient_checkpointing: bool = True
+    # The reference log-probabilities once before training, not at every step (schema: why).
+    precompute_ref_log_probs: bool = False
     save_steps: int = 50  # optimizer steps between checkpoints (a killed run resumes from the last)
     seed: int = 0
     trust_remote_code: bool = False
@@ -114,6 +116,7 @@ def dpo_config(cfg: TrainingConfig, output_dir: str, on_gpu: bool, run_name: str
         # without bf16 gets fp16.
         **precision(dtype),
         gradient_checkpointing=cfg.gradient_checkpointing and on_gpu,
+        precompute_ref_log_probs=cfg.precompute_ref_log_probs,
         use_cpu=not on_gpu,
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -285,6 +288,12 @@ def train_dpo(pairs: str, model_dir: str, adapter_dir: str, log_history: str, de
     checkpoints = progress_dir(Path(adapter_dir).with_name(f".{Path(adapter_dir).name}.checkpoints"),
                                inputs_fingerprint([pairs, *settings_files], model_dir, result_settings(cfg)))
     resume = last_checkpoint(checkpoints, cfg.num_processes)
+    if cfg.precompute_ref_log_probs and cfg.quantization == "nf4" and not on_gpu:
+        raise ValueError(
+            f"rule {rule}: training.precompute_ref_log_probs with quantization nf4 cannot train on the CPU: TRL "
+            "precomputes in eval mode, where bitsandbytes repacks the 4-bit weights for inference only. Set "
+            "training.precompute_ref_log_probs: false, or quantization: none, or train on a GPU."
+        )
     if resume:
         log.info("resuming from %s", resume)
     elif tracking_dir:

@@ -62,18 +62,25 @@ def test_tokens_to_stop_counts_the_summary_not_what_follows(tiny_model_dir):
 
 
 def test_hf_engine_stops_generating_at_the_stop_string(tiny_model_dir, prompts, monkeypatch):
-    """The stops reach generate (with the tokenizer it needs), so a row ends at its stop and
-    new_tokens counts the summary's tokens, not everything up to max_new_tokens."""
+    """The stop criteria reach generate, built once per engine (not at each batch: that reads and
+    sorts the whole vocabulary), so a row ends at its stop and new_tokens counts the summary's
+    tokens, not everything up to max_new_tokens."""
+    import transformers
+
     from faithdpo.generation import HFEngine
 
     texts = list(pd.read_parquet(prompts)["prompt"])
     ids = [str(i) for i in range(len(texts))]
     free = HFEngine(tiny_model_dir, GenerationConfig(max_new_tokens=48)).generate(ids, texts)
+    built, criteria = [], transformers.StopStringCriteria
+    monkeypatch.setattr(transformers, "StopStringCriteria", lambda *a, **kw: built.append(a) or criteria(*a, **kw))
     engine = HFEngine(tiny_model_dir, GenerationConfig(max_new_tokens=48, stop_strings=["."]))
     seen, generate = {}, engine.model.generate
     monkeypatch.setattr(engine.model, "generate", lambda **kw: seen.update(kw) or generate(**kw))
     stopped = engine.generate(ids, texts)
-    assert seen["stop_strings"] == ["."] and seen["tokenizer"] is engine.tokenizer
+    engine.generate(ids[:1], texts[:1])  # a second batch of the same job
+    assert len(built) == 1 and "stop_strings" not in seen
+    assert [type(c).__name__ for c in seen["stopping_criteria"]] == ["StopStringCriteria"]
     assert sum("." in r["summary"] for r in free) >= len(free) // 2, "the tiny model must end sentences"
     for row_free, row in zip(free, stopped):
         assert row["summary"] == cut_at_stop(row_free["summary"], ["."])

@@ -94,6 +94,15 @@ def test_training_hyperparameter_change_reruns_training_and_what_follows(run_cop
     assert jobs == set().union(*(dpo_steps(x, pairs=False) for x in XDIRS)) | {"comparison"}
 
 
+def test_the_evaluation_batch_size_reruns_evaluation_alone(run_copy):
+    """generation.eval_batch_size is a parameter of the evaluation jobs only: never of candidates."""
+    jobs = planned_jobs(run_copy, *with_config(run_copy, {"generation": {"eval_batch_size": 4}}))
+    assert {job.split("[")[0] for job in jobs} == {"generate_eval", "merge_eval", "score_eval", "report", "comparison"}
+    models = {f"[xdir={MAIN}, model=base"} | {f"[xdir={x}, model=dpo_seed{s}" for x in XDIRS for s in SEEDS[x]}
+    assert {job.split(", scatteritem")[0].removeprefix("generate_eval") for job in jobs
+            if job.startswith("generate_eval")} == models
+
+
 def test_adding_a_seed_trains_that_seed_alone(run_copy):
     """The list of seeds is no parameter of a seed's training: the seeds already trained stand."""
     jobs = planned_jobs(run_copy, *with_config(run_copy, {"training": {"seeds": [0, 1, 2]}}))

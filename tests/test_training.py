@@ -50,12 +50,20 @@ def test_dpo_trains_a_lora_adapter_and_logs_rewards(tiny_model_dir, pairs, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "log_history.json"]
 
 
-LOSS_SETTINGS = {"beta": 0.3, "loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 0.5], "ld_alpha": 0.5}
+LOSS_SETTINGS = {"beta": 0.3, "loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 0.5], "ld_alpha": 0.5,
+                 "precompute_ref_log_probs": True}
+
+
+def test_precomputed_reference_with_nf4_is_refused_on_the_cpu_with_what_to_do(tiny_model_dir, pairs, tmp_path):
+    with pytest.raises(ValueError, match=r"precompute_ref_log_probs with quantization nf4 cannot train on the CPU.*"
+                                         r"precompute_ref_log_probs: false, or quantization: none"):
+        train_dpo(str(pairs), tiny_model_dir, str(tmp_path / "adapter"), str(tmp_path / "h.json"),
+                  quantization="nf4", precompute_ref_log_probs=True)
 
 
 @pytest.mark.parametrize("setting", LOSS_SETTINGS)
 def test_loss_settings_reach_the_dpo_config(setting, tmp_path):
-    """Each loss setting, at a value other than TRL's default, is the one the trainer gets."""
+    """Each loss (and reference) setting, at a value other than TRL's default, is the one the trainer gets."""
     from trl import DPOConfig
 
     args = dpo_config(TrainingConfig(**LOSS_SETTINGS), str(tmp_path), on_gpu=False)
@@ -88,6 +96,7 @@ CHANGED_TRAINING = {
     "per_device_train_batch_size": 1, "gradient_accumulation_steps": 2, "max_length": 512, "learning_rate": 1e-5,
     "lr_scheduler_type": "linear", "warmup_steps": 0.1, "num_train_epochs": 3, "beta": 0.3, "loss_type": ["ipo"],
     "loss_weights": [0.5], "ld_alpha": 0.5, "logging_steps": 2, "gradient_checkpointing": False, "save_steps": 10,
+    "precompute_ref_log_probs": True,
     "seed": 1, "trust_remote_code": True, "adapter_dtype": "bfloat16", "disable_dropout": True,
     "num_processes": 2, "accelerate_config": str(Path(__file__).parent / "data" / "accelerate_ddp.yaml"),
 }

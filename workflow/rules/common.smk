@@ -282,7 +282,11 @@ def generation_params(model=None):
     )
     if model is not None:
         # both models, so that base vs DPO differ by the adapter alone (see merge_adapter)
-        return {**common, "dtype": gen["eval_dtype"]}
+        return {
+            **common,
+            "dtype": gen["eval_dtype"],
+            "batch_size": gen["eval_batch_size"] or gen["batch_size"],
+        }
     return {**common, **gen["candidates"], "do_sample": True}
 
 
