@@ -24,7 +24,7 @@ from faithdpo.figures import pair_lengths_figure, rates_figure, training_figure
 from faithdpo.io import read_json, read_parquet, write_json, write_text
 from faithdpo.quality import quality_table, words
 from faithdpo.verdicts import (
-    METRICS, POOLED_CAVEAT, RECALL_OF, agreement_text, base_estimates, compare, fmt_alpha, fmt_delta, fmt_level,
+    METRICS, MIN_DIFFERING, POOLED_CAVEAT, RECALL_OF, agreement_text, base_estimates, compare, fmt_alpha, fmt_delta, fmt_level,
     fmt_p, fmt_pct, fmt_value, paired_scores, seeds_text, spread_text, verdict_text,
 )
 
@@ -184,7 +184,8 @@ def rates_section(metrics: dict) -> list[str]:
         "with a paired randomisation test of the mean (ratio) itself, base and DPO swapped at random within "
         f"articles {metrics['resamples']} times (so its smallest p-value is 1/{metrics['resamples'] + 1}), and "
         "their brackets are paired bootstrap intervals: the p-value, the delta and the interval speak of one "
-        "quantity. Where few articles differ, a bootstrap interval is narrower than what the data allow.",
+        "quantity. Where few articles differ, a bootstrap interval is narrower than what the data allow: with fewer "
+        f"than {MIN_DIFFERING} differing articles a null states no range.",
         "",
     ]
     return lines + terse_lines(rows)

@@ -31,6 +31,9 @@ from faithdpo.stats import (
 
 # The power the detectable-change statements are computed for.
 POWER = 0.8
+# Fewer articles whose count or ratio differs between the models, and a bootstrap of the articles
+# cannot bound the change (it resamples only the few differences there are): no range is stated.
+MIN_DIFFERING = 10
 NO_SIGNIFICANT_CHANGE = "no significant change"
 
 
@@ -149,8 +152,10 @@ def seed_result(metric: Metric, base: pd.DataFrame, dpo: pd.DataFrame, alpha: fl
     elif delta is None:
         result.update(test=None, p_value=None)
     else:
+        differing = (b != d) if b_den is None else (b != d) | (b_den != d_den)
         result.update(test="paired randomisation test of the " + ("mean" if metric.kind == "count" else "ratio"),
-                      p_value=paired_swap_test(b, d, resamples, seed, base_den=b_den, dpo_den=d_den))
+                      p_value=paired_swap_test(b, d, resamples, seed, base_den=b_den, dpo_den=d_den),
+                      differing=int(differing.sum()))
     return result
 
 
@@ -317,6 +322,10 @@ def verdict_text(row: dict, entry: dict) -> str:
     if word == NO_SIGNIFICANT_CHANGE:
         low, high = (fmt_change(delta[end], pct) for end in ("low", "high"))
         text = f"{word}; the data are consistent with a change from {low.removesuffix(' pp')} to {high}"
+        if entry.get("differing", MIN_DIFFERING) < MIN_DIFFERING:
+            n = entry["differing"]
+            text = (f"{word}; {n} article{' differs' if n == 1 else 's differ'}: too few for the bootstrap interval "
+                    "to bound the change")
         if row["kind"] == "rate":
             text += f"; {power_text(entry)}"
         if not entry["interval_agrees"]:

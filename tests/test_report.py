@@ -186,6 +186,12 @@ def test_no_significant_change_says_what_the_data_allow_and_what_the_test_could_
     assert number["discordant"] == 0 and number["power_change"] is None
     report = (path / "report.md").read_text()
     assert "no change larger than" not in report
+    # a count that no article changed: the bootstrap cannot bound it, and no range is claimed
+    numbers = rows["numbers_per_summary"]["seeds"][0]
+    assert numbers["differing"] == 0 and (numbers["delta"]["low"], numbers["delta"]["high"]) == (0.0, 0.0)
+    assert ("| Hallucinated numbers per summary | 0 | 0.333 [0.167, 0.500] | 0.333 [0.167, 0.500] | +0.000 [+0.000, "
+            "+0.000] | 1 | no significant change; 0 articles differ: too few for the bootstrap interval to bound the "
+            "change |") in report
     # no article changed, yet 30 articles cannot rule out changes of +-11.4 pp (Tango's interval)
     assert ("| +0.0 pp [-11.4, +11.4] | 1 | no significant change; the data are consistent with a change from -11.4 "
             "to +11.4 pp; no summary changed |") in report
