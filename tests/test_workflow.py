@@ -325,23 +325,23 @@ SEEDED_ARTIFACTS = [
                                                            "merged/model.safetensors")),
     "eval/base.parquet", "eval/dpo_seed0.parquet", "eval/dpo_seed1.parquet", "scores/eval_base.parquet",
     "scores/eval_dpo_seed0.parquet", "scores/eval_dpo_seed1.parquet", "metrics.json", "report.md",
-    "experiments/minimal_swap/pairs/train.parquet", "experiments/minimal_swap/eval/dpo_seed0.parquet",
-    "experiments/minimal_swap/metrics.json", "comparison.md",
 ]
 
 
 @pytest.mark.slow
 def test_two_fresh_runs_are_byte_identical(test_run, tmp_path):
-    """Same seed, fresh directory, same machine: every artifact comes out byte for byte the same,
-    except the wall-clock parts (the reports' Cost sections, the trainer's throughput)."""
+    """Same seed, fresh directory, same machine: every artifact of main's report, both training
+    seeds included, comes out byte for byte the same, except the wall-clock parts (the report's
+    Cost section, the trainer's throughput). The other experiment runs the same code; it is left
+    out of the second run to keep the suite short."""
     other = copy_workflow(tmp_path)
-    snakemake(other, "--cores", "2", *TEST)
+    snakemake(other, f"{TEST_OUT}/report.md", "--cores", "2", *TEST)
     first, second = test_run / TEST_OUT, other / TEST_OUT
     for rel in SEEDED_ARTIFACTS:
         a, b = (first / rel).read_bytes(), (second / rel).read_bytes()
         if rel.endswith(".md"):
             a, b = without_cost(a.decode()), without_cost(b.decode())
-            assert "## Cost" not in a and "## Files" in a or rel == "comparison.md"
+            assert "## Cost" not in a and "## Files" in a
         assert a == b, rel
 
     def steps(run):  # wall-clock throughput differs between runs; everything else must not
