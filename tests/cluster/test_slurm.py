@@ -89,6 +89,7 @@ def slurm_jobs(text: str) -> list[str]:
     return re.findall(r"has been submitted with SLURM jobid (\d+)", text)
 
 
+@pytest.mark.cluster
 def test_slurm_runs_gpu_rules_with_a_gpu_and_matches_the_local_run(slurm_cluster, test_run, tmp_path):
     """On a copy of the local run, the GPU steps are forced to rerun on the cluster: every GPU rule
     (both generation steps, training) and every CPU rule after them (shard merges, scoring,
