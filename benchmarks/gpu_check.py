@@ -186,29 +186,25 @@ def rule_steps(model_dir: str, generation: dict, training: dict, pairs: pd.DataF
     eval_batch = generation["eval_batch_size"] or generation["batch_size"]
     timings, records = {}, {}
 
-    def timed(rule: str, step) -> None:
+    def generate(rule: str, model: str, output: str, **params) -> None:
         started = time.perf_counter()
-        result = step()
-        timings[rule] = (time.perf_counter() - started, result)
-
-    def generate(rule: str, model: str, output: str, **params) -> str:
         with gpu_peak_memory(str(work / f"{rule}.gpu.json")):
             out = generate_file(prompts, model, str(work / output), rule=rule, **{**common, **params})
+        timings[rule] = (time.perf_counter() - started, f"{len(out)} summaries")
         records[rule] = read_json(str(work / f"{rule}.gpu.json"))
-        return f"{len(out)} summaries"
 
-    timed("generate_candidates", lambda: generate("generate_candidates", model_dir, "candidates.parquet",
-                                                  **generation["candidates"], do_sample=True))
-    history = []
-    timed("train_dpo", lambda: history.extend(train_dpo(
-        str(work / "pairs.parquet"), model_dir, str(work / "adapter"), str(work / "history.json"), device=device,
-        gpu_memory=str(work / "train_dpo.gpu.json"), **{**training, "num_train_epochs": 1})) or "trained")
-    records["train_dpo"] = read_json(str(work / "train_dpo.gpu.json"))
+    generate("generate_candidates", model_dir, "candidates.parquet", **generation["candidates"], do_sample=True)
+    started = time.perf_counter()
+    history = train_dpo(str(work / "pairs.parquet"), model_dir, str(work / "adapter"), str(work / "history.json"),
+                        device=device, gpu_memory=str(work / "train_dpo.gpu.json"),
+                        **{**training, "num_train_epochs": 1})
     steps = max((h.get("step", 0) for h in history), default=0)
-    timings["train_dpo"] = (timings["train_dpo"][0], f"{steps} optimizer steps")
-    timed("merge_adapter", lambda: merge_adapter(model_dir, str(work / "adapter"), str(work / "merged")) or "float32")
-    timed("generate_eval", lambda: generate("generate_eval", str(work / "merged"), "eval.parquet",
-                                            **{"batch_size": eval_batch, "dtype": "float32"}))
+    timings["train_dpo"] = (time.perf_counter() - started, f"{steps} optimizer steps")
+    records["train_dpo"] = read_json(str(work / "train_dpo.gpu.json"))
+    started = time.perf_counter()
+    merge_adapter(model_dir, str(work / "adapter"), str(work / "merged"))
+    timings["merge_adapter"] = (time.perf_counter() - started, "float32")
+    generate("generate_eval", str(work / "merged"), "eval.parquet", batch_size=eval_batch, dtype="float32")
     global_batch = training["per_device_train_batch_size"] * training["gradient_accumulation_steps"]
     return {"timings": timings, "records": records, "steps": steps, "expected_steps": len(pairs) // global_batch}
 

@@ -94,10 +94,11 @@ def write_split_checks(path, split, valid, bad, ids, truncated=0):
     return stats, prompts
 
 
-def build_fixture_report(path, numbers=SAME_NUMBERS, alpha=0.05, extra_seeds=(), reverse_dpo=False):
+def build_fixture_report(path, numbers=SAME_NUMBERS, alpha=0.05, extra_seeds=(), reverse_dpo=False,
+                         highlights="Rain in Bergen ."):
     """A report built from small fixture files in ``path``; ``numbers``: the base and DPO number counts.
     Training seed 0's DPO model is the fixture's; ``extra_seeds``: (seed, DPO scores) of more seeds;
-    ``reverse_dpo``: the DPO files' rows in reverse order."""
+    ``reverse_dpo``: the DPO files' rows in reverse order; ``highlights``: one for every article, or a list."""
     from faithdpo.io import write_json, write_parquet
     from faithdpo.pairs import selection_summary
     from faithdpo.report import build_report
@@ -105,7 +106,7 @@ def build_fixture_report(path, numbers=SAME_NUMBERS, alpha=0.05, extra_seeds=(),
     # base: every summary invents a place; DPO fixes 20 of them
     base = fixture_scores([1] * REPORT_N, numbers[0], ["Rain in Oslo, 99 mm."] * REPORT_N)
     dpo = fixture_scores([0] * 20 + [1] * 10, numbers[1], ["Rain fell, 99 mm."] * 20 + ["Rain in Oslo, 99 mm."] * 10)
-    data = pd.DataFrame({"id": base["id"], "article": "Rain fell in Bergen.", "highlights": "Rain in Bergen ."})
+    data = pd.DataFrame({"id": base["id"], "article": "Rain fell in Bergen.", "highlights": highlights})
     pairs = pd.DataFrame({"id": ["p"] * 10, "chosen_tokens": [5] * 10, "rejected_tokens": [9] * 10,
                           "chosen_badness": 0, "rejected_badness": [2] * 10})
     history = [{"loss": 0.69 - 0.06 * i, "step": i + 1, "rewards/accuracies": 1.0, "rewards/margins": 0.1 * i,

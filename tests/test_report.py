@@ -272,12 +272,15 @@ def test_count_rows_never_read_worse_beside_a_test_that_found_fewer_items():
 
 
 def test_each_seeds_summaries_are_read_by_article_not_by_row(tmp_path):
-    """A seed's evaluation file in another row order gives the same numbers, quality included."""
+    """A seed's evaluation file in another row order gives the same numbers, quality included: each
+    article's highlights here are its DPO summary, so ROUGE is 1.0 only where they are paired by id."""
     (tmp_path / "reversed").mkdir()
-    metrics = build_fixture_report(tmp_path, FEWER_NUMBERS)
-    again = build_fixture_report(tmp_path / "reversed", FEWER_NUMBERS, reverse_dpo=True)
+    highlights = ["Rain fell, 99 mm."] * 20 + ["Rain in Oslo, 99 mm."] * 10  # the fixture's DPO summaries
+    metrics = build_fixture_report(tmp_path, FEWER_NUMBERS, highlights=highlights)
+    again = build_fixture_report(tmp_path / "reversed", FEWER_NUMBERS, reverse_dpo=True, highlights=highlights)
     assert pd.read_parquet(tmp_path / "reversed" / "dpo0.parquet")["id"].iloc[0] == f"a{REPORT_N - 1}"
-    assert again["comparison"] == metrics["comparison"] and again["quality"] == metrics["quality"]
+    assert again["comparison"] == metrics["comparison"]
+    assert again["quality"]["dpo"][0]["rouge1"] == metrics["quality"]["dpo"][0]["rouge1"] == pytest.approx(1.0)
 
 
 def test_p_values_never_round_across_alpha():
