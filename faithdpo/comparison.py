@@ -46,13 +46,15 @@ def _mean_dpo(row: dict) -> float | None:
 
 
 def _rate_cell(row: dict, alpha: float) -> str:
-    """A DPO model's rate: with several seeds the mean, the spread of the deltas and k of N;
-    with one seed its value, delta, Holm p-value and verdict."""
+    """A DPO model's primary metric: with several seeds the mean, the spread of the deltas and k
+    of N; with one seed its value, delta, Holm p-value and verdict."""
+    pct = row["pct"]
     if row["across"]["seeds"] > 1:
-        return (f"{fmt_pct(_mean_dpo(row))} (mean)<br>delta {spread_text(row['across'], True)}<br>"
-                f"{agreement_text(row['across'])}")
+        mean = _mean_dpo(row)
+        shown = fmt_pct(mean) if pct else f"{mean:.3f}"
+        return f"{shown} (mean)<br>delta {spread_text(row['across'], pct)}<br>{agreement_text(row['across'])}"
     entry = row["seeds"][0]
-    return (f"{fmt_value(entry['dpo'], True)}<br>{fmt_delta(entry['delta'], True)}, Holm p = "
+    return (f"{fmt_value(entry['dpo'], pct)}<br>{fmt_delta(entry['delta'], pct)}, Holm p = "
             f"{fmt_p(entry['p_holm'], alpha)}: {verdict_text(row, entry)}")
 
 
@@ -78,6 +80,7 @@ def render_comparison(names: list[str], metrics: list[dict]) -> str:
     rows, family = decided_rows(names, metrics)
     alpha, level = base["alpha"], fmt_level(base["alpha"])
     first = {r["key"]: r for r in base["comparison"]}
+    primary = [r["key"] for r in base["comparison"] if r["primary"]]
     dpo_label = {name: f"DPO: `{name}`" for name in names}
     lines = [
         "# faithdpo: experiments compared",
@@ -85,26 +88,27 @@ def render_comparison(names: list[str], metrics: list[dict]) -> str:
         f"{base['n_validation']} validation articles, the same for every model. Each DPO model is trained once per "
         "training seed and compared with the base model on the same articles.",
         "",
-        "## Primary: the hallucination rates",
+        "## Primary: the hallucination rates" + (" and the checker" if len(primary) > 2 else ""),
         "",
-        "| Model | Pair strategy | Pairs | Seeds | Entity hallucination rate | Number hallucination rate |",
-        "|---|---|---:|---|---|---|",
-        f"| Base model | | | | {fmt_value(first['entity_rate']['base'], True)} | "
-        f"{fmt_value(first['number_rate']['base'], True)} |",
+        "| Model | Pair strategy | Pairs | Seeds | " + " | ".join(first[k]["label"] for k in primary) + " |",
+        "|---|---|---:|---|" + "---|" * len(primary),
+        "| Base model | | | | " + " | ".join(fmt_value(first[k]["base"], first[k]["pct"]) for k in primary) + " |",
     ]
     for name, m in zip(names, metrics):
         strategy, pairs = m["pairs_config"].get("strategy", ""), m["pairs"]["pairs"]
         if not m["trained"]:
-            lines.append(f"| {dpo_label[name]} | {strategy} | {pairs} | | {_not_trained(m)} | |")
+            lines.append(f"| {dpo_label[name]} | {strategy} | {pairs} | | {_not_trained(m)} |" + " |" * (len(primary) - 1))
             continue
         r = rows[name]
         lines.append(f"| {dpo_label[name]} | {strategy} | {pairs} | {', '.join(map(str, m['seeds']))} | "
-                     f"{_rate_cell(r['entity_rate'], alpha)} | {_rate_cell(r['number_rate'], alpha)} |")
+                     + " | ".join(_rate_cell(r[k], alpha) for k in primary) + " |")
     tested = (
         "Rates: the share of summaries with at least one hallucinated entity (number). Each seed's test is McNemar's "
         f"test against the base model, **Holm-adjusted over the {family} tests of this table** (every seed of every "
-        f"trained experiment, both rates; family-wise alpha {fmt_alpha(alpha)}); a seed's verdict reads its adjusted "
-        "p-value. With several seeds a cell gives the DPO rate's mean over the seeds, the mean delta with its "
+        f"trained experiment, each metric; family-wise alpha {fmt_alpha(alpha)}); a seed's verdict reads its "
+        "adjusted p-value." + (" The checker's unsupported share is tested like the rates; its mean support (higher is "
+        "better) with a paired randomisation test of the mean and a paired bootstrap interval." if len(primary) > 2
+        else "") + " With several seeds a cell gives the DPO rate's mean over the seeds, the mean delta with its "
         "between-seed spread (SD, min to max) and how many seeds reach each verdict: the claim a recipe can make is "
         f"\"k of N seeds\", not one run's p-value. Brackets, not adjusted: {level} bootstrap intervals of a rate, "
         f"{level} Tango score intervals of a delta. Experiments are not tested against one another: compare their "

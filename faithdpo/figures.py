@@ -36,15 +36,17 @@ def _seed_colors(n: int) -> list:
 
 # The panels of the rates figure: each holds the metrics of one kind, on one scale.
 RATE_PANELS = (("rate", "share of summaries (%)", 100), ("count", "hallucinated items per summary", 1),
-               ("ratio", "share of items (%)", 100))
-PANEL_TITLES = {"rate": "Hallucination and failure rates (lower is better)",
+               ("ratio", "share of items (%)", 100), ("score", "mean support (0 to 1)", 1))
+PANEL_TITLES = {"rate": "Shares of summaries (lower is better)",
                 "count": "Hallucinated items (lower is better)",
-                "ratio": "Precision-source, recall-target (higher is better)"}
+                "ratio": "Precision-source, recall-target (higher is better)",
+                "score": "Checker support (higher is better)"}
 
 
 def rates_figure(rows: list[dict], path: str, level: str) -> None:
     """Bars of every metric, base beside the DPO model of each training seed, with its bootstrap
-    interval (at ``level``, e.g. "95%") as error bars; one panel per kind of metric.
+    interval (at ``level``, e.g. "95%") as error bars; one panel per kind of metric (the rates on
+    top, the checker's mean support in a panel of its own where the checker ran).
 
     ``rows``: one dict per metric with ``label``, ``kind``, ``base`` (``value``, ``low``,
     ``high``) and, when trained, ``seeds`` (each with ``seed`` and ``dpo`` likewise).
@@ -57,9 +59,10 @@ def rates_figure(rows: list[dict], path: str, level: str) -> None:
              for i, (s, color) in enumerate(zip(seeds, _seed_colors(len(seeds))))]
     width = 0.8 / len(bars)
     fig = plt.figure(figsize=(12, 8.5), layout="constrained")
-    grid = fig.add_gridspec(2, 2)
-    axes = [fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])]
-    for ax, (kind, ylabel, scale) in zip(axes, RATE_PANELS):
+    panels = [panel for panel in RATE_PANELS if any(r["kind"] == panel[0] for r in rows)]
+    grid = fig.add_gridspec(2, len(panels) - 1)
+    axes = [fig.add_subplot(grid[0, :])] + [fig.add_subplot(grid[1, i]) for i in range(len(panels) - 1)]
+    for ax, (kind, ylabel, scale) in zip(axes, panels):
         group = [r for r in rows if r["kind"] == kind]
         top = 1.0
         for j, (name, color, estimate) in enumerate(bars):
@@ -70,11 +73,15 @@ def rates_figure(rows: list[dict], path: str, level: str) -> None:
             x = [i + (j - (len(bars) - 1) / 2) * width for i in range(len(group))]
             ax.bar(x, heights, width, yerr=err, capsize=3, color=color, label=name)
             top = max([top] + [scale * v["high"] for v in shown])
-        ax.set_xticks(range(len(group)), [textwrap.fill(r["label"], 22) for r in group], fontsize=8)
+        wrap = 22 if ax is axes[0] else 12  # the bottom panels share the width
+        ax.set_xticks(range(len(group)), [textwrap.fill(r["label"], wrap) for r in group], fontsize=8)
         ax.set_ylabel(ylabel)
         ax.set_title(PANEL_TITLES[kind], fontsize=10)
-        ax.set_ylim(0, 1.3 * top)  # headroom for the legend
-        ax.legend(loc="upper center", ncol=len(bars), fontsize=8)
+        if ax is axes[0]:  # one legend, on the wide top panel: the colors are the same in every panel
+            ax.set_ylim(0, 1.3 * top)  # headroom for the legend
+            ax.legend(loc="upper center", ncol=len(bars), fontsize=8)
+        else:
+            ax.set_ylim(0, 1.1 * top)
     paired = "paired " if trained else ""
     fig.suptitle(f"Hallucination on the validation sample ({level} {paired}bootstrap intervals)")
     _save(fig, path)

@@ -13,6 +13,14 @@
 
 Filters, for any strategy: a minimum badness margin, a maximum relative length
 difference (tokens), and de-duplication.
+
+``rank_by: checker`` ranks the candidates by the consistency checker's support instead of
+badness (as Tian et al. 2023 ranked samples by a factuality score before DPO): the chosen
+candidate is the best supported, the rejected the least, and ``min_support_margin`` plays the
+part of ``min_margin``. The reference highlights count as fully supported (support 1.0), as they
+count as badness 0. minimal_swap's rejected side is an edit the checker never reads: with
+``chosen_from: cleanest`` its chosen side is the best supported candidate, and its margin stays
+the re-scored badness margin.
 """
 
 from __future__ import annotations
@@ -29,7 +37,8 @@ log = logging.getLogger(__name__)
 
 STRATEGIES = ("highlights_vs_worst", "best_vs_worst", "minimal_swap")
 PAIR_COLUMNS = ["id", "prompt", "chosen", "rejected", "chosen_badness", "rejected_badness", "chosen_candidate",
-                "rejected_candidate", "swap"]
+                "rejected_candidate", "swap", "chosen_support", "rejected_support"]
+RANK_BY = ("badness", "checker")
 TOKEN_COLUMNS = ["chosen_tokens", "rejected_tokens"]
 HIGHLIGHTS = -1  # the candidate index recorded when a side is the reference highlights
 
@@ -39,48 +48,68 @@ def completion(text: str) -> str:
     return " " + text.strip()
 
 
-def worst_candidates(scores: pd.DataFrame) -> pd.DataFrame:
-    """One row per article: the candidate with the highest badness (ties: lowest index)."""
-    ranked = scores.sort_values(["id", "badness", "candidate"], ascending=[True, False, True], kind="stable")
+def worst_candidates(scores: pd.DataFrame, rank_by: str = "badness") -> pd.DataFrame:
+    """One row per article: the candidate with the highest badness, or with ``rank_by: checker``
+    the lowest support (ties: lowest index)."""
+    key, descending = ("badness", True) if rank_by == "badness" else ("support", False)
+    ranked = scores.sort_values(["id", key, "candidate"], ascending=[True, not descending, True], kind="stable")
     return ranked.drop_duplicates("id", keep="first")
 
 
-def cleanest_candidates(scores: pd.DataFrame, highlights: pd.DataFrame) -> pd.DataFrame:
-    """One row per article that has a badness-0 candidate: the one closest to the highlights
-    by ROUGE-L (ties: lowest index), with its ``rougeL``."""
+def cleanest_candidates(scores: pd.DataFrame, highlights: pd.DataFrame, rank_by: str = "badness") -> pd.DataFrame:
+    """One row per article: among its badness-0 candidates the one closest to the highlights by
+    ROUGE-L, or with ``rank_by: checker`` its best supported candidate (ties: ROUGE-L, then the
+    lowest index); with its ``rougeL``."""
     from faithdpo.quality import is_failed, rouge_f1
 
     # An empty, punctuation-only or looping summary has badness 0 but is no faithful summary.
-    clean = scores[(scores["badness"] == 0) & ~scores["summary"].map(is_failed)]
+    clean = scores[~scores["summary"].map(is_failed)]
+    if rank_by == "badness":
+        clean = clean[clean["badness"] == 0]
     clean = clean.merge(highlights[["id", "highlights"]], on="id", how="inner")
     clean = clean.assign(rougeL=rouge_f1(list(clean["summary"]), list(clean["highlights"]))["rougeL"].to_numpy()
                          if len(clean) else [])
-    ranked = clean.sort_values(["id", "rougeL", "candidate"], ascending=[True, False, True], kind="stable")
+    keys = ["id", "rougeL", "candidate"] if rank_by == "badness" else ["id", "support", "rougeL", "candidate"]
+    ranked = clean.sort_values(keys, ascending=[True] + [False] * (len(keys) - 2) + [True], kind="stable")
     return ranked.drop_duplicates("id", keep="first").drop(columns="highlights")
 
 
-def _frame(ids, chosen, rejected, chosen_badness, rejected_badness, chosen_candidate, rejected_candidate, swap=""):
+def _frame(ids, chosen, rejected, chosen_badness, rejected_badness, chosen_candidate, rejected_candidate, swap="",
+           chosen_support=None, rejected_support=None):
+    """Pairs; the supports are NaN where the checker did not rank the sides."""
+    n = len(ids)
     return pd.DataFrame({
         "id": list(ids), "chosen": list(chosen), "rejected": list(rejected),
         "chosen_badness": list(chosen_badness), "rejected_badness": list(rejected_badness),
         "chosen_candidate": list(chosen_candidate), "rejected_candidate": list(rejected_candidate),
         "swap": swap if isinstance(swap, str) else list(swap),
+        "chosen_support": [float("nan")] * n if chosen_support is None else list(chosen_support),
+        "rejected_support": [float("nan")] * n if rejected_support is None else list(rejected_support),
     })
 
 
-def highlights_vs_worst(scores: pd.DataFrame, data: pd.DataFrame) -> pd.DataFrame:
-    worst = worst_candidates(scores).merge(data[["id", "highlights"]], on="id", how="inner", validate="one_to_one")
-    # The highlights are part of the reference, so they cannot hallucinate by definition.
+def highlights_vs_worst(scores: pd.DataFrame, data: pd.DataFrame, rank_by: str = "badness") -> pd.DataFrame:
+    worst = worst_candidates(scores, rank_by).merge(data[["id", "highlights"]], on="id", how="inner",
+                                                     validate="one_to_one")
+    # The highlights are part of the reference, so they cannot hallucinate by definition
+    # (badness 0, and support 1.0 where the checker ranks).
+    checked = rank_by == "checker"
     return _frame(worst["id"], worst["highlights"], worst["summary"], [0] * len(worst), worst["badness"],
-                  [HIGHLIGHTS] * len(worst), worst["candidate"])
+                  [HIGHLIGHTS] * len(worst), worst["candidate"], chosen_support=[1.0] * len(worst) if checked else None,
+                  rejected_support=worst["support"] if checked else None)
 
 
-def best_vs_worst(scores: pd.DataFrame, data: pd.DataFrame) -> pd.DataFrame:
-    best = cleanest_candidates(scores, data)
-    both = best.merge(worst_candidates(scores), on="id", suffixes=("_c", "_r"), validate="one_to_one")
-    both = both[both["badness_r"] > 0]
+def best_vs_worst(scores: pd.DataFrame, data: pd.DataFrame, rank_by: str = "badness") -> pd.DataFrame:
+    best = cleanest_candidates(scores, data, rank_by)
+    both = best.merge(worst_candidates(scores, rank_by), on="id", suffixes=("_c", "_r"), validate="one_to_one")
+    if rank_by == "badness":
+        both = both[both["badness_r"] > 0]
+        return _frame(both["id"], both["summary_c"], both["summary_r"], both["badness_c"], both["badness_r"],
+                      both["candidate_c"], both["candidate_r"])
+    both = both[both["support_c"] > both["support_r"]]
     return _frame(both["id"], both["summary_c"], both["summary_r"], both["badness_c"], both["badness_r"],
-                  both["candidate_c"], both["candidate_r"])
+                  both["candidate_c"], both["candidate_r"], chosen_support=both["support_c"],
+                  rejected_support=both["support_r"])
 
 
 def swap_one(text: str, spans: list[dict], pool: dict[str, list[str]], unsupported, rng: random.Random):
@@ -100,14 +129,14 @@ def swap_one(text: str, spans: list[dict], pool: dict[str, list[str]], unsupport
 
 
 def minimal_swap(scores: pd.DataFrame, data: pd.DataFrame, scorer, chosen_from: str = "highlights",
-                 seed: int = 0) -> pd.DataFrame:
+                 seed: int = 0, rank_by: str = "badness") -> pd.DataFrame:
     """Counterfactual pairs: the faithful text vs the same text with one item swapped."""
     from faithdpo.scoring import entity_supported, normalize_number, reference_index, reference_number_values
 
     if chosen_from == "highlights":
         base = pd.DataFrame({"id": data["id"], "text": data["highlights"], "badness": 0, "candidate": HIGHLIGHTS})
     else:
-        best = cleanest_candidates(scores, data)
+        best = cleanest_candidates(scores, data, rank_by)
         base = pd.DataFrame({"id": best["id"], "text": best["summary"], "badness": best["badness"],
                              "candidate": best["candidate"]})
     base = base.merge(data[["id", "article", "highlights"]], on="id", how="inner", validate="one_to_one")
@@ -152,14 +181,17 @@ def minimal_swap(scores: pd.DataFrame, data: pd.DataFrame, scorer, chosen_from: 
 
 
 def build_pairs(strategy: str, scores: pd.DataFrame, prompts: pd.DataFrame, data: pd.DataFrame, scorer=None,
-                chosen_from: str = "highlights", seed: int = 0) -> pd.DataFrame:
-    """One pair per article by ``strategy``, in data order, with its prompt."""
+                chosen_from: str = "highlights", seed: int = 0, rank_by: str = "badness") -> pd.DataFrame:
+    """One pair per article by ``strategy``, candidates ranked by ``rank_by`` (badness, or the
+    checker's ``support`` column), in data order, with its prompt."""
+    if rank_by not in RANK_BY:
+        raise ValueError(f"pairs.rank_by = {rank_by!r}; allowed: {', '.join(RANK_BY)}")
     if strategy == "highlights_vs_worst":
-        pairs = highlights_vs_worst(scores, data)
+        pairs = highlights_vs_worst(scores, data, rank_by)
     elif strategy == "best_vs_worst":
-        pairs = best_vs_worst(scores, data)
+        pairs = best_vs_worst(scores, data, rank_by)
     elif strategy == "minimal_swap":
-        pairs = minimal_swap(scores, data, scorer, chosen_from, seed)
+        pairs = minimal_swap(scores, data, scorer, chosen_from, seed, rank_by)
     else:
         raise ValueError(f"pairs.strategy = {strategy!r}; allowed: {', '.join(STRATEGIES)}")
     pairs = pairs.merge(prompts[["id", "prompt"]], on="id", how="inner", validate="one_to_one")
@@ -168,23 +200,29 @@ def build_pairs(strategy: str, scores: pd.DataFrame, prompts: pd.DataFrame, data
     pairs["chosen"] = pairs["chosen"].map(completion)
     pairs["rejected"] = pairs["rejected"].map(completion)
     types = {"chosen_badness": "int64", "rejected_badness": "int64", "chosen_candidate": "int64",
-             "rejected_candidate": "int64", "swap": "string"}
+             "rejected_candidate": "int64", "swap": "string", "chosen_support": "float64",
+             "rejected_support": "float64"}
     return pairs[PAIR_COLUMNS].astype(types)
 
 
 def filter_pairs(pairs: pd.DataFrame, min_margin: int = 1, max_length_diff: float | None = None,
-                 dedupe: bool = True) -> tuple[pd.DataFrame, dict[str, int]]:
+                 dedupe: bool = True, min_support_margin: float | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
     """Drop pairs whose chosen side is a failed summary (quality.is_failed), below the badness
-    margin, too different in length (relative, in tokens), or duplicated (identical sides, or a
-    repeat of an earlier pair). Returns the count of each."""
+    margin (or, with ``min_support_margin``, the checker's support margin), too different in
+    length (relative, in tokens), or duplicated (identical sides, or a repeat of an earlier
+    pair). Returns the count of each."""
     from faithdpo.quality import is_failed
 
     dropped = {}
     keep = ~pairs["chosen"].map(is_failed).astype(bool)
     dropped["chosen_failed"] = int((~keep).sum())
     pairs = pairs[keep]
-    keep = pairs["rejected_badness"] - pairs["chosen_badness"] >= min_margin
-    dropped["below_min_margin"] = int((~keep).sum())
+    if min_support_margin is None:
+        keep = pairs["rejected_badness"] - pairs["chosen_badness"] >= min_margin
+        dropped["below_min_margin"] = int((~keep).sum())
+    else:
+        keep = pairs["chosen_support"] - pairs["rejected_support"] >= min_support_margin
+        dropped["below_min_support_margin"] = int((~keep).sum())
     pairs = pairs[keep]
     if max_length_diff is not None:
         longer = pairs[TOKEN_COLUMNS].max(axis=1).clip(lower=1)
@@ -198,11 +236,13 @@ def filter_pairs(pairs: pd.DataFrame, min_margin: int = 1, max_length_diff: floa
     return pairs.reset_index(drop=True), dropped
 
 
-def articles_without_pair(strategy: str, scores: pd.DataFrame, paired_ids) -> dict[str, int]:
+def articles_without_pair(strategy: str, scores: pd.DataFrame, paired_ids, rank_by: str = "badness") -> dict[str, int]:
     """Why the strategy made no pair for an article, counted per reason."""
     lost = scores[~scores["id"].isin(set(paired_ids))]
     if lost.empty:
         return {}
+    if strategy == "best_vs_worst" and rank_by == "checker":
+        return {"no candidate better supported than another": int(lost["id"].nunique())}
     best, worst = lost.groupby("id")["badness"].min(), lost.groupby("id")["badness"].max()
     if strategy == "best_vs_worst":
         return {"no badness-0 candidate": int((best > 0).sum()),
@@ -257,14 +297,16 @@ def chosen_from_cut_tail(pairs: pd.DataFrame, given: pd.DataFrame, full: pd.Data
 def select_pairs(scores: str, prompts: str, data: str, model_dir: str, output: str, selection: str,
                  strategy: str = "highlights_vs_worst", chosen_from: str = "highlights", min_margin: int = 1,
                  max_length_diff: float | None = None, dedupe: bool = True, min_pairs: int = 1,
-                 on_cut_tail: str = "drop", scoring: dict | None = None, seed: int = 0) -> pd.DataFrame:
+                 on_cut_tail: str = "drop", scoring: dict | None = None, seed: int = 0, rank_by: str = "badness",
+                 min_support_margin: float = 0.5, checks: str | None = None) -> pd.DataFrame:
     """Read the candidate scores, write the DPO dataset (prompt/chosen/rejected) as parquet,
     and the selection summary (JSON) that decides whether the experiment trains.
 
     Every side is judged against the article as the prompt gave it (cut to the token budget);
     chosen sides stating facts only the cut tail supports are counted, and dropped unless
     ``on_cut_tail`` is "keep". The token lengths of both sides are stored too: the report uses
-    them to show how far length alone could separate the pairs.
+    them to show how far length alone could separate the pairs. With ``rank_by: checker``,
+    ``checks`` holds the checker's support of every candidate (faithdpo.checker).
     """
     from faithdpo.scoring import given_references
     from faithdpo.tokens import count_tokens, load_text_tokenizer
@@ -272,6 +314,13 @@ def select_pairs(scores: str, prompts: str, data: str, model_dir: str, output: s
     if on_cut_tail not in ON_CUT_TAIL:
         raise ValueError(f"pairs.on_cut_tail = {on_cut_tail!r}; allowed: {', '.join(ON_CUT_TAIL)}")
     score_df = read_parquet(scores, ["id", "candidate", "summary", "badness"])
+    if rank_by == "checker":
+        if not checks:
+            raise ValueError("pairs.rank_by: checker needs the checker's scores of the candidates (scoring.checker)")
+        support = read_parquet(checks, ["id", "candidate", "support"])
+        score_df = score_df.merge(support, on=["id", "candidate"], how="left", validate="one_to_one")
+        if score_df["support"].isna().any():
+            raise ValueError(f"{checks} does not check every candidate of {scores}")
     full_df = read_parquet(data, ["id", "article", "highlights"])
     prompts_df = read_parquet(prompts, ["id", "prompt", "article"])
     data_df = given_references(full_df, prompts_df)  # the article as the prompt gave it
@@ -281,22 +330,26 @@ def select_pairs(scores: str, prompts: str, data: str, model_dir: str, output: s
         from faithdpo.scoring import Scorer, ScoringConfig
 
         scorer = Scorer(ScoringConfig(**(scoring or {})))
-    pairs = build_pairs(strategy, score_df, prompts_df, data_df, scorer, chosen_from, seed)
+    pairs = build_pairs(strategy, score_df, prompts_df, data_df, scorer, chosen_from, seed, rank_by)
     tokenizer = load_text_tokenizer(model_dir)
     pairs["chosen_tokens"] = count_tokens(pairs["chosen"], tokenizer)
     pairs["rejected_tokens"] = count_tokens(pairs["rejected"], tokenizer)
     built = len(pairs)
-    without = articles_without_pair(strategy, score_df, pairs["id"])
+    without = articles_without_pair(strategy, score_df, pairs["id"], rank_by)
     tail = (chosen_from_cut_tail(pairs, data_df[["id", "article"]], full_df[["id", "article"]], scorer)
             if truncated else pd.Series(False, index=pairs.index))
     if on_cut_tail == "drop":
         pairs = pairs[~tail]
-    pairs, dropped = filter_pairs(pairs, min_margin, max_length_diff, dedupe)
+    # minimal_swap's rejected side is an edit the checker never read: its margin stays badness's
+    by_support = rank_by == "checker" and strategy != "minimal_swap"
+    pairs, dropped = filter_pairs(pairs, min_margin, max_length_diff, dedupe,
+                                  min_support_margin if by_support else None)
     if on_cut_tail == "drop":
         dropped = {"chosen_from_cut_tail": int(tail.sum()), **dropped}
     n_articles = score_df["id"].nunique()
     summary = selection_summary(strategy, n_articles, built, without, dropped, len(pairs), min_pairs)
     summary["chosen_from_cut_tail"] = {"pairs": int(tail.sum()), "action": on_cut_tail}
+    summary["rank_by"] = rank_by
     if on_cut_tail == "keep" and tail.any():
         log.warning("%d chosen side(s) state facts that only the cut tail of their article supports; kept "
                     "(pairs.on_cut_tail: keep)", int(tail.sum()))

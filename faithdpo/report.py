@@ -18,14 +18,15 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from faithdpo.agreement import agreement, disagreements
 from faithdpo.cost import cost_section, read_costs, write_costs
 from faithdpo.diagnostics import pair_confounds, training_curves, training_warnings
 from faithdpo.figures import pair_lengths_figure, rates_figure, training_figure
 from faithdpo.io import read_json, read_parquet, write_json, write_text
 from faithdpo.quality import quality_table, words
 from faithdpo.verdicts import (
-    METRICS, MIN_DIFFERING, POOLED_CAVEAT, RECALL_OF, agreement_text, base_estimates, compare, fmt_alpha, fmt_delta, fmt_level,
-    fmt_p, fmt_pct, fmt_value, paired_scores, seeds_text, spread_text, verdict_text,
+    MIN_DIFFERING, POOLED_CAVEAT, RECALL_OF, agreement_text, base_estimates, compare, fmt_alpha, fmt_delta, fmt_level,
+    fmt_p, fmt_pct, fmt_value, metrics_for, paired_scores, seeds_text, spread_text, verdict_text,
 )
 
 log = logging.getLogger(__name__)
@@ -33,11 +34,22 @@ log = logging.getLogger(__name__)
 FIGURES = {"rates": "rates.png", "training": "training.png", "pair_lengths": "pair_lengths.png"}
 
 
-def base_only(scores: pd.DataFrame, alpha: float = 0.05, resamples: int = 2000, seed: int = 0) -> list[dict]:
+def base_only(scores: pd.DataFrame, alpha: float = 0.05, resamples: int = 2000, seed: int = 0,
+              checker_threshold: float | None = None) -> list[dict]:
     """Each metric of the base model alone, with its interval: the report of an experiment not trained."""
-    estimates = base_estimates(scores, 1 - alpha, resamples, seed)
+    metrics = metrics_for(checker_threshold)
+    estimates = base_estimates(scores, 1 - alpha, resamples, seed, metrics)
     return [{"label": m.label, "key": m.key, "kind": m.kind, "pct": m.pct, "primary": m.primary,
-             "base": estimates[m.key]} for m in METRICS]
+             "base": estimates[m.key]} for m in metrics]
+
+
+def with_checks(scores: pd.DataFrame, checks: str) -> pd.DataFrame:
+    """A model's scores with the checker's columns of the same summaries (faithdpo.checker's
+    ``support``, ``sentences``, ``weakest_sentence``), joined on ``id``."""
+    frame = read_parquet(checks).drop(columns="candidate", errors="ignore")
+    if len(frame) != len(scores) or set(frame["id"]) != set(scores["id"]):
+        raise ValueError(f"{checks} does not check the same {len(scores)} summaries as its score file")
+    return scores.merge(frame, on="id", how="left", validate="one_to_one")
 
 
 def _quality(summaries: pd.Series, highlights: pd.Series) -> dict:
@@ -107,7 +119,9 @@ def selection_section(sel: dict) -> list[str]:
     """From train articles to pairs: what the strategy could not pair and what each filter dropped."""
     lines = ["| Step | Articles or pairs |", "|---|---:|", f"| Train articles with candidates | {sel['articles']} |"]
     lines += [f"| No pair: {why} | {count} |" for why, count in sel["without_pair"].items()]
-    lines += [f"| Pairs made by `{sel['strategy']}` | {sel['built']} |"]
+    ranked = {"checker": " (candidates ranked by the checker's support)",
+              "badness": " (candidates ranked by badness)"}.get(sel.get("rank_by"), "")
+    lines += [f"| Pairs made by `{sel['strategy']}`{ranked} | {sel['built']} |"]
     lines += [f"| Dropped: {name.replace('_', ' ')} | {count} |" for name, count in sel["dropped"].items()]
     tail = sel.get("chosen_from_cut_tail", {})
     if tail.get("action") == "keep":
@@ -146,7 +160,9 @@ def rates_section(metrics: dict) -> list[str]:
     m = sum(len(r["seeds"]) for r in primary)
     seeds = len(metrics["seeds"])
     header = "| Metric | Seed | Base | Post-DPO | Delta [{}] | {} | Verdict (alpha {}) |"
-    lines = [f"### Primary: the hallucination rates, Holm-adjusted over {m} tests", "",
+    checker = any(r["key"].startswith("checker_") for r in primary)
+    title = "the hallucination rates and the checker" if checker else "the hallucination rates"
+    lines = [f"### Primary: {title}, Holm-adjusted over {m} tests", "",
              header.format(f"{level}, unadjusted", "Holm p", fmt_alpha(alpha)), "|---|---|---:|---:|---:|---:|---|"]
     for row in primary:
         lines += _seed_rows(row, "p_holm", alpha)
@@ -165,6 +181,15 @@ def rates_section(metrics: dict) -> list[str]:
         "A smaller true change can go unseen: no significant change is not evidence of no change.",
         "",
     ]
+    if checker:
+        lines += [
+            "Checker rows: a summary's support is the checker's probability that its least supported sentence "
+            "is supported by the article (each sentence's best chunk; see the checker section below). "
+            "Unsupported summaries are a rate, tested and bounded like the rates above; the mean support is "
+            "tested with the paired randomisation test of the mean and bounded by a paired bootstrap interval "
+            "(as the secondary counts below).",
+            "",
+        ]
     lines += pooled_lines(primary, level)
     lines += ["### Secondary: unadjusted", "", header.format(level, "p", fmt_alpha(alpha)),
               "|---|---|---:|---:|---:|---:|---|"]
@@ -272,10 +297,10 @@ def headline(metrics: dict) -> list[str]:
         m = sum(len(r["seeds"]) for r in metrics["comparison"] if r["primary"])
         if across["seeds"] > 1:
             lines.append(f"- **{row['label']}**: {agreement_text(across)} (Holm over {m} tests); "
-                         f"{spread_text(across, True)} across seeds")
+                         f"{spread_text(across, row['pct'])} across seeds")
         else:
             entry = row["seeds"][0]
-            lines.append(f"- **{row['label']}**: {verdict_text(row, entry)} ({fmt_delta(entry['delta'], True)}, "
+            lines.append(f"- **{row['label']}**: {verdict_text(row, entry)} ({fmt_delta(entry['delta'], row['pct'])}, "
                          f"Holm p = {fmt_p(entry['p_holm'], metrics['alpha'])} over {m} tests)")
     if len(metrics["seeds"]) == 1:
         lines.append("- One training seed: one draw of training, not a replicated result (`training.seeds` "
@@ -345,6 +370,8 @@ def render(metrics: dict, config: dict, links: dict[str, str], figures: dict[str
         ]
     lines += [f"**Warning:** {w}" for w in p["warnings"]] + ([""] if p["warnings"] else [])
     lines += [f"![Pair lengths]({figures['pair_lengths']})", ""]
+    if metrics.get("checker"):
+        lines += checker_section(metrics["checker"], fmt_level(metrics["alpha"]))
     if trained:
         lines += training_section(metrics, figures)
     lines += data_section(metrics["data"], config.get("prompt", {}).get("over_budget", "truncate"))
@@ -355,6 +382,52 @@ def render(metrics: dict, config: dict, links: dict[str, str], figures: dict[str
               for name, targets in links.items()]
     lines += ["", "## Config", "", "```yaml", yaml.safe_dump(config, sort_keys=True).rstrip(), "```", ""]
     return "\n".join(lines)
+
+
+def checker_summary(base: pd.DataFrame, dpo: dict[int, pd.DataFrame], threshold: float, alpha: float,
+                    resamples: int, seed: int, n_examples: int) -> dict:
+    """The checker's agreement with regex + NER over every evaluation summary of this report (the
+    base model's and each seed's), and examples of each disagreement."""
+    frames = [base.assign(model="base")] + [frame.assign(model=f"seed {s}") for s, frame in dpo.items()]
+    pooled = pd.concat(frames, ignore_index=True)
+    return {**agreement(frames, threshold, 1 - alpha, resamples, seed),
+            "examples": disagreements(pooled, threshold, n_examples)}
+
+
+def checker_section(summary: dict, level: str) -> list[str]:
+    """The 2 x 2 agreement table, kappa, and the disagreements."""
+    t, n = summary["table"], summary["summaries"]
+    kappa = ("undefined (one of them flags every summary or none)" if summary["kappa"] is None else
+             f"{summary['kappa']:.2f} [{summary['kappa_low']:.2f}, {summary['kappa_high']:.2f}]")
+    lines = [
+        "## Second opinion: the checker and regex + NER", "",
+        f"Every evaluation summary of this report ({n}: the base model's and each seed's, {summary['articles']} "
+        f"articles), flagged by regex + NER (a hallucinated entity or number) and by the checker (support at most "
+        f"{summary['threshold']:g}):", "",
+        "| | Checker: unsupported | Checker: supported |", "|---|---:|---:|",
+        f"| Regex + NER: flagged | {t['both']} | {t['regex_only']} |",
+        f"| Regex + NER: clean | {t['checker_only']} | {t['neither']} |", "",
+        f"Cohen's kappa {kappa} ({level} bootstrap interval, articles resampled with all their summaries). "
+        "They judge against different evidence: regex + NER accept an entity or number found in the article or in "
+        "the reference highlights; the checker reads the article (as the prompt gave it) alone. Regex + NER see "
+        "invented names and figures; the checker also sees claims that misuse the article's own names and figures "
+        "(roles swapped, a negation), and can miss what its training did not cover. Empty and failed summaries "
+        "claim nothing: neither flags them.", "",
+    ]
+    titles = {"checker_only": "Unsupported by the checker, clean for regex + NER (lowest support first)",
+              "regex_only": "Flagged by regex + NER, supported by the checker (highest support first)"}
+    for kind, title in titles.items():
+        lines += [f"### {title}", ""]
+        shown = summary["examples"][kind]
+        if not shown:
+            lines += ["None in this sample.", ""]
+        for e in shown:
+            items = f"; regex + NER: {', '.join(e['items'])}" if e["items"] else ""
+            weakest = f" (weakest sentence: \"{e['weakest_sentence']}\")" if e["sentences"] > 1 else ""
+            lines += [f"- {e['model']}, article `{e['id'][:12]}`, support {e['support']:.3f}{items}: "
+                      + _quote(e["summary"])[2:] + weakest]
+        lines.append("")
+    return lines
 
 
 def data_checks(stats_files: list[str], prompt_files: list[str]) -> dict:
@@ -404,7 +477,8 @@ def build_report(
     scores_base: str, scores_dpo: list[str], data: str, pairs: str, log_history: list[str], output: str,
     metrics_out: str, figures_dir: str, config: dict, data_stats: list[str], prompts: list[str], selection: str,
     benchmarks: list[str] = (), cost_out: str | None = None, alpha: float = 0.05, resamples: int = 2000,
-    n_examples: int = 3, seed: int = 0, seeds: list[int] = (0,),
+    n_examples: int = 3, seed: int = 0, seeds: list[int] = (0,), checks_base: list[str] = (),
+    checks_dpo: list[str] = (), checker_threshold: float | None = None,
 ) -> dict:
     """Compute every number of the report from the artifacts; write report.md, metrics.json and the figures.
 
@@ -412,7 +486,8 @@ def build_report(
     empty when the experiment had too few pairs to train (``selection`` says so and why): the
     report then shows the base model alone. ``seed`` seeds the resampling. ``benchmarks``: the
     Snakemake benchmark files of the steps behind it (its Cost section), written per job to
-    ``cost_out`` for the comparison.
+    ``cost_out`` for the comparison. ``checks_base`` and ``checks_dpo`` (with ``checker_threshold``):
+    the checker's scores of the same summaries, when scoring.checker is enabled.
     """
     sel = read_json(selection)
     trained, seeds = sel["trained"], list(seeds)
@@ -424,12 +499,19 @@ def build_report(
     data_df = read_parquet(data, ["id", "article", "highlights"])
     pairs_df = read_parquet(pairs, ["id", "chosen_tokens", "rejected_tokens", "chosen_badness", "rejected_badness"])
     dpo = {s: read_parquet(path) for s, path in zip(seeds, scores_dpo)}
+    checked = checker_threshold is not None
+    if checked:
+        if len(checks_base) != 1 or len(checks_dpo) != len(scores_dpo):
+            raise ValueError(f"the checker is enabled: one check file per score file is needed, got "
+                             f"{len(checks_base)} for the base model and {len(checks_dpo)} for {len(scores_dpo)} DPO")
+        base_df = with_checks(base_df, checks_base[0])
+        dpo = {s: with_checks(frame, path) for (s, frame), path in zip(dpo.items(), checks_dpo)}
     histories = {s: read_json(path) for s, path in zip(seeds, log_history)}
     if trained:
-        comparison = compare(base_df, dpo, alpha, resamples, seed)
+        comparison = compare(base_df, dpo, alpha, resamples, seed, metrics_for(checker_threshold))
         paired = paired_scores(base_df, dpo[seeds[0]])
     else:
-        comparison = base_only(base_df, alpha, resamples, seed)
+        comparison = base_only(base_df, alpha, resamples, seed, checker_threshold)
         paired = base_df.rename(columns={"summary": "summary_base"})
     highlights = base_df[["id"]].merge(data_df, on="id", how="left")["highlights"]
     curves = {s: training_curves(h) for s, h in histories.items()}
@@ -451,6 +533,8 @@ def build_report(
         "training": [{"seed": s, **training_summary(h)} for s, h in histories.items()],
         "training_warnings": [f"seed {s}: {w}" for s, c in curves.items() for w in training_warnings(c)],
         "data": data_checks(data_stats, prompts),
+        "checker": checker_summary(base_df, dpo, checker_threshold, alpha, resamples, seed, n_examples)
+        if checked else None,
     }
     here = Path(output).parent
     figures = {k: os.path.relpath(Path(figures_dir) / name, here) for k, name in FIGURES.items()}
@@ -459,6 +543,7 @@ def build_report(
                     note=None if trained else f"Not trained: {sel['pairs']} pair(s) < pairs.min_pairs")
     pair_lengths_figure(pairs_df, str(Path(figures_dir) / FIGURES["pair_lengths"]))
     files = [("Base model scores", [scores_base]), ("DPO model scores, one per seed", scores_dpo),
+             ("Checker scores, base then one per seed", list(checks_base) + list(checks_dpo)),
              ("Preference pairs", [pairs]), ("Pair selection", [selection]),
              ("Training log history, one per seed", log_history), ("Metrics (JSON)", [metrics_out])]
     links = {name: [os.path.relpath(path, here) for path in paths] for name, paths in files if paths}

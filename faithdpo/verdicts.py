@@ -1,12 +1,13 @@
 """What DPO changed, per training seed and across seeds, and the words that say it.
 
 Every metric is a statistic of the validation articles, both models scored on the same ones:
-a share of summaries (a rate), a mean count per summary, or an item-pooled ratio
-(precision-source, recall-target). For each training seed the report gives the paired delta,
+a share of summaries (a rate), a mean count per summary, an item-pooled ratio
+(precision-source, recall-target), or the checker's mean support (a score). For each training seed the report gives the paired delta,
 its bootstrap interval and a paired test of that same quantity: McNemar's test for rates, a
 paired randomisation test of the mean or ratio otherwise, so that direction, interval and
 p-value never speak of different things. The **primary family**, the entity and number rates
-of every seed, is Holm-adjusted; every other row is secondary and unadjusted. One training run
+of every seed (and, where the checker ran, its unsupported share and mean support), is
+Holm-adjusted; every other row is secondary and unadjusted. One training run
 is one draw: across seeds the report gives the mean delta, its spread and how many seeds reach
 each verdict ("k of N seeds"), the claim a recipe can make.
 
@@ -48,7 +49,7 @@ class Metric:
 
     label: str
     key: str
-    kind: str  # rate (share of summaries) | count (mean per summary) | ratio (pooled over items)
+    kind: str  # rate (share of summaries) | count (mean per summary) | ratio (pooled over items) | score (mean, 0-1)
     num: Callable[[pd.DataFrame], np.ndarray]
     den: Callable[[pd.DataFrame], np.ndarray] | None = None
     lower_is_better: bool = True
@@ -57,7 +58,7 @@ class Metric:
     @property
     def pct(self) -> bool:
         """Shown in percent (rates and ratios), deltas in percentage points."""
-        return self.kind != "count"
+        return self.kind in ("rate", "ratio")
 
     def values(self, scores: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
         return self.num(scores).astype(float), None if self.den is None else self.den(scores).astype(float)
@@ -96,6 +97,25 @@ METRICS = [
     Metric("Number recall-target", "number_recall_target", "ratio",
            _count("kept_numbers"), _count("target_numbers"), lower_is_better=False),
 ]
+
+
+def checker_metrics(threshold: float) -> list[Metric]:
+    """The checker's rows (scores joined with the checker's ``support``), both in the primary
+    family: the share of unsupported summaries (support at most ``threshold``, MiniCheck's rule
+    that a claim is supported above 0.5) and the mean support."""
+    return [
+        Metric("Checker: unsupported summaries", "checker_unsupported_rate", "rate",
+               lambda s: (s["support"] <= threshold).to_numpy(), primary=True),
+        Metric("Checker: mean support", "checker_support", "score", lambda s: s["support"].to_numpy(),
+               lower_is_better=False, primary=True),
+    ]
+
+
+def metrics_for(checker_threshold: float | None) -> list[Metric]:
+    """The report's metrics: regex + NER's, and the checker's where it ran."""
+    return METRICS + ([] if checker_threshold is None else checker_metrics(checker_threshold))
+
+
 # The rate a recall-target row guards: a rate that falls with its recall "says less".
 RECALL_OF = {"entity_rate": "entity_recall_target", "number_rate": "number_recall_target"}
 
@@ -124,10 +144,11 @@ def _estimate(value: float | None, interval) -> dict:
     return {"value": value, "low": float(interval.low), "high": float(interval.high)}
 
 
-def base_estimates(base: pd.DataFrame, confidence: float, resamples: int, seed: int) -> dict[str, dict]:
+def base_estimates(base: pd.DataFrame, confidence: float, resamples: int, seed: int,
+                   metrics: list[Metric] = METRICS) -> dict[str, dict]:
     """Each metric of the base model alone with its bootstrap interval (value None: no items)."""
     out = {}
-    for metric in METRICS:
+    for metric in metrics:
         num, den = metric.values(base)
         out[metric.key] = _estimate(_ratio(num, den), mean_interval(num, confidence, resamples, seed, den=den))
     return out
@@ -153,21 +174,21 @@ def seed_result(metric: Metric, base: pd.DataFrame, dpo: pd.DataFrame, alpha: fl
         result.update(test=None, p_value=None)
     else:
         differing = (b != d) if b_den is None else (b != d) | (b_den != d_den)
-        result.update(test="paired randomisation test of the " + ("mean" if metric.kind == "count" else "ratio"),
+        result.update(test="paired randomisation test of the " + ("ratio" if metric.kind == "ratio" else "mean"),
                       p_value=paired_swap_test(b, d, resamples, seed, base_den=b_den, dpo_den=d_den),
                       differing=int(differing.sum()))
     return result
 
 
 def compare(base: pd.DataFrame, dpo: dict[int, pd.DataFrame], alpha: float = 0.05, resamples: int = 2000,
-            seed: int = 0) -> list[dict]:
+            seed: int = 0, metrics: list[Metric] = METRICS) -> list[dict]:
     """Every metric, base vs the DPO model of each training seed (``dpo``: seed -> scores),
     with the verdicts of :func:`decide` and the across-seed summary."""
     paired = {s: paired_scores(base, frame) for s, frame in dpo.items()}
     base_side = side(next(iter(paired.values())), "base")
-    estimates = base_estimates(base_side, 1 - alpha, resamples, seed)
+    estimates = base_estimates(base_side, 1 - alpha, resamples, seed, metrics)
     rows = []
-    for metric in METRICS:
+    for metric in metrics:
         seeds = [{"seed": s, **seed_result(metric, base_side, side(p, "dpo"), alpha, resamples, seed)}
                  for s, p in paired.items()]
         pooled = (pooled_delta(metric, base_side, [side(p, "dpo") for p in paired.values()], alpha, resamples,

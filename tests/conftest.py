@@ -94,11 +94,18 @@ def write_split_checks(path, split, valid, bad, ids, truncated=0):
     return stats, prompts
 
 
+def fixture_checks(scores, support):
+    """The checker's file of a fixture model's summaries: ``support`` per summary, as check_eval writes it."""
+    return pd.DataFrame({"id": scores["id"], "candidate": 0, "support": [float(v) for v in support],
+                         "sentences": 1, "weakest_sentence": scores["summary"]})
+
+
 def build_fixture_report(path, numbers=SAME_NUMBERS, alpha=0.05, extra_seeds=(), reverse_dpo=False,
-                         highlights="Rain in Bergen ."):
+                         highlights="Rain in Bergen .", supports=None, threshold=0.5):
     """A report built from small fixture files in ``path``; ``numbers``: the base and DPO number counts.
     Training seed 0's DPO model is the fixture's; ``extra_seeds``: (seed, DPO scores) of more seeds;
-    ``reverse_dpo``: the DPO files' rows in reverse order; ``highlights``: one for every article, or a list."""
+    ``reverse_dpo``: the DPO files' rows in reverse order; ``highlights``: one for every article, or a list;
+    ``supports``: the checker's support of the base model's and of each seed's summaries (checker on)."""
     from faithdpo.io import write_json, write_parquet
     from faithdpo.pairs import selection_summary
     from faithdpo.report import build_report
@@ -124,13 +131,20 @@ def build_fixture_report(path, numbers=SAME_NUMBERS, alpha=0.05, extra_seeds=(),
                                  base["id"], truncated=2)]
     write_json(selection_summary("highlights_vs_worst", 12, 11, {"no candidate": 1}, {"duplicate": 1}, 10, 8),
                path / "selection.json")
+    checker = {}
+    if supports is not None:
+        models = [("base", base, supports[0])] + [(f"dpo{s}", f, v) for (s, f), v in zip(dpos, supports[1:])]
+        for name, frame, support in models:
+            write_parquet(fixture_checks(frame, support), path / f"check_{name}.parquet")
+        checker = {"checks_base": [str(path / "check_base.parquet")],
+                   "checks_dpo": [str(path / f"check_dpo{s}.parquet") for s, _ in dpos], "checker_threshold": threshold}
     return build_report(str(path / "base.parquet"), [str(path / f"dpo{s}.parquet") for s, _ in dpos],
                         str(path / "data.parquet"), str(path / "pairs.parquet"),
                         [str(path / f"history{s}.json") for s, _ in dpos], str(path / "report.md"),
                         str(path / "m.json"), str(path / "figures"), config={"model": {"name": "tiny"}},
                         data_stats=[stats for stats, _ in checks], prompts=[prompts for _, prompts in checks],
                         selection=str(path / "selection.json"), alpha=alpha, n_examples=2,
-                        seeds=[s for s, _ in dpos])
+                        seeds=[s for s, _ in dpos], **checker)
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ def test_slurm_profile_sends_gpu_rules_to_the_gpu_partition_and_cpu_rules_to_the
     assert "slurm_partition" not in profile["default-resources"]  # the cluster's default partition
     gpu_rules = {name for name, block in rule_blocks().items()
                  if "gpu_resources()" in block or "training_resources()" in block}
-    assert gpu_rules == {"generate_candidates", "generate_eval", "train_dpo"}
+    assert gpu_rules == {"generate_candidates", "generate_eval", "train_dpo", "check_eval", "check_candidates"}
     partitions = {rule: res.get("slurm_partition") for rule, res in profile["set-resources"].items()}
     assert {rule for rule, part in partitions.items() if part} == gpu_rules
     assert len({partitions[r] for r in gpu_rules}) == 1  # one site key

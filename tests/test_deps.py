@@ -17,11 +17,17 @@ def test_closure_follows_imports_lazy_ones_included():
     # launch imports logs inside its worker; models imports io. Not cost: a change to how the
     # reports present cost must not retrain.
     assert names(module_closure(PACKAGE, ["training"])) == ["gpu_memory", "io", "launch", "logs", "models", "training"]
-    assert names(module_closure(PACKAGE, ["report"])) == ["cost", "diagnostics", "figures", "io", "quality", "report",
-                                                          "stats", "verdicts"]
+    assert names(module_closure(PACKAGE, ["report"])) == ["agreement", "cost", "diagnostics", "figures", "io",
+                                                          "quality", "report", "stats", "verdicts"]
     # the comparison re-decides the verdicts, and never needs the report's figures
     assert names(module_closure(PACKAGE, ["comparison"])) == ["comparison", "cost", "io", "quality", "stats",
                                                               "verdicts"]
+
+
+def test_the_checker_and_regex_ner_never_rerun_each_other():
+    # editing regex + NER scoring reruns no checker step, and the reverse
+    assert "scoring" not in names(module_closure(PACKAGE, ["checker"]))
+    assert "checker" not in names(module_closure(PACKAGE, ["scoring"]))
 
 
 def test_closure_of_an_unknown_module_fails():

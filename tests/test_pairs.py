@@ -205,7 +205,7 @@ def test_the_selection_says_what_each_step_dropped_and_whether_to_train(tiny_mod
     assert selection == {"strategy": "highlights_vs_worst", "articles": 3, "built": 3, "without_pair": {},
                          "dropped": {"chosen_from_cut_tail": 0, "chosen_failed": 0, "below_min_margin": 1,
                                      "duplicate": 0}, "pairs": 2, "min_pairs": 2, "trained": True,
-                         "chosen_from_cut_tail": {"pairs": 0, "action": "drop"}}
+                         "chosen_from_cut_tail": {"pairs": 0, "action": "drop"}, "rank_by": "badness"}
     select_pairs(*args, strategy="best_vs_worst", min_pairs=2)
     selection = json.loads((tmp_path / "s.json").read_text())
     assert selection["without_pair"] == {"no badness-0 candidate": 2, "no candidate with a hallucination": 1}
@@ -244,3 +244,48 @@ def test_chosen_sides_from_the_cut_tail_are_counted_and_dropped(tiny_model_dir, 
         assert list(pairs["id"]) == ["whole"] and selection["dropped"]["chosen_from_cut_tail"] == 1
     else:
         assert list(pairs["id"]) == ["cut", "whole"] and "chosen_from_cut_tail" not in selection["dropped"]
+
+
+def test_ranked_by_the_checker_chosen_is_best_supported_and_the_support_margin_filters():
+    scores, prompts, data = frames()
+    # the checker disagrees with badness: x's best supported is x2 (badness 3), y's candidates differ
+    scores["support"] = [0.2, 0.1, 0.95, 0.9, 0.3, 0.6, 0.5]
+    pairs = build_pairs("best_vs_worst", scores, prompts, data, rank_by="checker")
+    assert list(pairs["id"]) == ["z", "x", "y"]
+    assert list(pairs["chosen"]) == [" z0 worst", " x2 bad", " y0"]
+    assert list(pairs["rejected"]) == [" z1", " x1 bad", " y1"]
+    assert list(pairs["chosen_support"]) == [0.6, 0.95, 0.9] and list(pairs["rejected_support"]) == [0.5, 0.1, 0.3]
+    kept, dropped = filter_pairs(pairs, min_support_margin=0.5)
+    assert list(kept["id"]) == ["x", "y"] and dropped["below_min_support_margin"] == 1
+    assert "below_min_margin" not in dropped  # the badness margin plays no part
+    # highlights count as fully supported; the rejected side is the least supported candidate
+    hvw = build_pairs("highlights_vs_worst", scores, prompts, data, rank_by="checker")
+    assert list(hvw["rejected"]) == [" z1", " x1 bad", " y1"] and list(hvw["chosen_support"]) == [1.0] * 3
+    # ranked by badness, the supports are not known
+    assert build_pairs("best_vs_worst", *frames())["chosen_support"].isna().all()
+    with pytest.raises(ValueError, match="rank_by = 'ner'; allowed: badness, checker"):
+        build_pairs("best_vs_worst", scores, prompts, data, rank_by="ner")
+
+
+def test_select_pairs_reads_the_candidates_checks(tiny_model_dir, tmp_path):
+    import json
+
+    from faithdpo.io import write_parquet
+    from faithdpo.pairs import select_pairs
+
+    scores, prompts, data = frames()
+    checks = scores[["id", "candidate"]].assign(support=[0.2, 0.1, 0.95, 0.9, 0.3, 0.6, 0.5])
+    paths = {}
+    for name, frame in (("scores", scores), ("prompts", prompts), ("data", data), ("checks", checks)):
+        paths[name] = str(tmp_path / f"{name}.parquet")
+        write_parquet(frame, paths[name])
+    args = [paths["scores"], paths["prompts"], paths["data"], tiny_model_dir, str(tmp_path / "p.parquet"),
+            str(tmp_path / "s.json")]
+    pairs = select_pairs(*args, strategy="best_vs_worst", rank_by="checker", min_support_margin=0.5,
+                         checks=paths["checks"], min_pairs=1)
+    assert list(pairs["id"]) == ["x", "y"]
+    selection = json.loads((tmp_path / "s.json").read_text())
+    assert selection["rank_by"] == "checker" and selection["dropped"]["below_min_support_margin"] == 1
+    write_parquet(checks.head(5), paths["checks"])
+    with pytest.raises(ValueError, match="does not check every candidate"):
+        select_pairs(*args, strategy="best_vs_worst", rank_by="checker", checks=paths["checks"])

@@ -16,17 +16,18 @@ from workflow_helpers import REPO, TEST, TEST_OUT, jobs_in, planned_jobs, snakem
 pytestmark = pytest.mark.slow
 
 MAIN = TEST_OUT
-XDIRS = [MAIN, f"{MAIN}/experiments/minimal_swap"]
+XDIRS = [MAIN, f"{MAIN}/experiments/minimal_swap", f"{MAIN}/experiments/checker_pairs"]
 SHARDS = ["1-of-2", "2-of-2"]
-# The training seeds of the test config: main replicates, minimal_swap trains once.
-SEEDS = {XDIRS[0]: [0, 1], XDIRS[1]: [0]}
+# The training seeds of the test config: main replicates, the experiments train once.
+SEEDS = {XDIRS[0]: [0, 1], XDIRS[1]: [0], XDIRS[2]: [0]}
 
 
 def seed_steps(xdir: str, seed: int) -> set[str]:
     """One training seed's jobs: its training, merge and evaluation."""
     model = f"dpo_seed{seed}"
     jobs = {f"train_dpo[xdir={xdir}, tseed={seed}]", f"merge_adapter[xdir={xdir}, tseed={seed}]",
-            f"merge_eval[xdir={xdir}, model={model}]", f"score_eval[xdir={xdir}, model={model}]"}
+            f"merge_eval[xdir={xdir}, model={model}]", f"score_eval[xdir={xdir}, model={model}]",
+            f"check_eval[xdir={xdir}, model={model}]"}
     return jobs | {f"generate_eval[xdir={xdir}, model={model}, scatteritem={s}]" for s in SHARDS}
 
 
@@ -43,6 +44,8 @@ SCORING_CHANGE |= {f"{rule}[xdir={x}]" for x in XDIRS for rule in ("select_pairs
 # checkpoint settles when it has run; test_rebuild_with_identical_output_runs_no_gpu_step checks that.
 SCORING_CHANGE_PLANNED = SCORING_CHANGE | set().union(*(dpo_steps(x, pairs=False) for x in XDIRS))
 REPORTS = {f"report[xdir={x}]" for x in XDIRS} | {"comparison"}
+# The checker's own steps: the base model's evaluation, the candidates (checker_pairs ranks by them)
+CHECKER_STEPS = {f"check_eval[xdir={MAIN}, model=base]", "check_candidates"}
 
 
 @pytest.fixture
@@ -81,13 +84,35 @@ def test_number_pattern_change_reruns_the_same_steps(run_copy):
     assert planned_jobs(run_copy, *with_config(run_copy, {"scoring": {"number_pattern": "seed"}})) == SCORING_CHANGE_PLANNED
 
 
+def test_regex_ner_changes_never_rerun_the_checker(run_copy):
+    assert not SCORING_CHANGE_PLANNED & CHECKER_STEPS
+
+
+# What a change of the checker reruns: its steps, the pairs ranked by it (and, as an upper bound
+# until that checkpoint has run, what they train), the reports; never generation or regex + NER.
+CHECKER_CHANGE_PLANNED = CHECKER_STEPS | REPORTS | {f"select_pairs[xdir={XDIRS[2]}]"} | {
+    f"check_eval[xdir={x}, model=dpo_seed{seed}]" for x in XDIRS for seed in SEEDS[x]} | dpo_steps(XDIRS[2], pairs=False)
+
+
+def test_checker_module_change_reruns_the_checker_and_what_reads_it(run_copy):
+    edit(run_copy / "faithdpo" / "checker.py", "CHUNK_TOKENS = 400", "CHUNK_TOKENS = 400  # new bytes")
+    assert planned_jobs(run_copy, *TEST) == CHECKER_CHANGE_PLANNED
+
+
+def test_checker_config_change_reruns_the_same_steps_and_the_threshold_the_reports_alone(run_copy):
+    jobs = planned_jobs(run_copy, *with_config(run_copy, {"scoring": {"checker": {"batch_size": 8}}}))
+    assert jobs == CHECKER_CHANGE_PLANNED
+    jobs = planned_jobs(run_copy, *with_config(run_copy, {"scoring": {"checker": {"threshold": 0.3}}}))
+    assert jobs == REPORTS
+
+
 def test_report_code_change_reruns_the_report_alone(run_copy):
     edit(run_copy / "faithdpo" / "report.py", '"# faithdpo report"', '"# faithdpo report (v2)"')
     assert planned_jobs(run_copy, *TEST) == REPORTS
 
 
 def test_training_hyperparameter_change_reruns_training_and_what_follows(run_copy):
-    """minimal_swap sets its own learning rate in the test config, so it alone stands."""
+    """The experiments set their own learning rates in the test config, so they stand."""
     jobs = planned_jobs(run_copy, *with_config(run_copy, {"training": {"learning_rate": 1.0e-4}}))
     assert jobs == dpo_steps(XDIRS[0], pairs=False) | {"comparison"}
     jobs = planned_jobs(run_copy, *with_config(run_copy, {"training": {"beta": 0.2}}))
@@ -97,7 +122,8 @@ def test_training_hyperparameter_change_reruns_training_and_what_follows(run_cop
 def test_the_evaluation_batch_size_reruns_evaluation_alone(run_copy):
     """generation.eval_batch_size is a parameter of the evaluation jobs only: never of candidates."""
     jobs = planned_jobs(run_copy, *with_config(run_copy, {"generation": {"eval_batch_size": 4}}))
-    assert {job.split("[")[0] for job in jobs} == {"generate_eval", "merge_eval", "score_eval", "report", "comparison"}
+    assert {job.split("[")[0] for job in jobs} == {"generate_eval", "merge_eval", "score_eval", "check_eval", "report",
+                                                   "comparison"}
     models = {f"[xdir={MAIN}, model=base"} | {f"[xdir={x}, model=dpo_seed{s}" for x in XDIRS for s in SEEDS[x]}
     assert {job.split(", scatteritem")[0].removeprefix("generate_eval") for job in jobs
             if job.startswith("generate_eval")} == models
@@ -126,7 +152,7 @@ def test_rebuild_with_identical_output_runs_no_gpu_step(run_copy):
         *(f"score_eval[xdir={x}, model=dpo_seed{seed}]" for x in XDIRS for seed in SEEDS[x]),
         f"score_eval[xdir={MAIN}, model=base]", *(f"select_pairs[xdir={x}]" for x in XDIRS),
         *(f"report[xdir={x}]" for x in XDIRS),
-    }
+    }  # and no checker step: the checker never reads regex + NER's scores
     assert planned_jobs(run_copy, *TEST) == set()
 
 

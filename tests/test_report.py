@@ -413,3 +413,38 @@ def test_the_report_counts_chosen_sides_from_the_cut_tail():
            "chosen_from_cut_tail": {"pairs": 3, "action": "keep"}}
     assert any(line.startswith("| Kept (`pairs.on_cut_tail: keep`)") and line.endswith("| 3 |")
                for line in selection_section(sel))
+
+
+def test_the_checker_joins_the_primary_family_and_meets_regex_ner_in_a_table(tmp_path):
+    from conftest import REPORT_N, build_fixture_report
+
+    # base: every summary invents "Oslo" (regex + NER flag all 30); the checker calls 25 of them
+    # unsupported. DPO fixes 20 (regex + NER), and the checker agrees on those 20 but flags 3
+    # clean ones, as a role swap would be.
+    base_support = [0.1] * 25 + [0.9] * 5
+    dpo_support = [0.9] * 17 + [0.2] * 3 + [0.1] * 10
+    metrics = build_fixture_report(tmp_path, supports=[base_support, dpo_support], threshold=0.5)
+    rows = {r["key"]: r for r in metrics["comparison"]}
+    assert rows["checker_unsupported_rate"]["primary"] and rows["checker_support"]["primary"]
+    # Holm over 4 tests: two rates, the checker's share and its mean support
+    assert all(len(r["seeds"]) == 1 for r in rows.values())
+    base_rate = rows["checker_unsupported_rate"]["base"]["value"]
+    assert base_rate == pytest.approx(25 / REPORT_N)
+    seed = rows["checker_unsupported_rate"]["seeds"][0]
+    assert seed["dpo"]["value"] == pytest.approx(13 / REPORT_N) and seed["discordant"] == 17 + 5
+    support = rows["checker_support"]
+    assert support["base"]["value"] == pytest.approx(sum(base_support) / REPORT_N)
+    assert support["seeds"][0]["delta"]["value"] == pytest.approx((sum(dpo_support) - sum(base_support)) / REPORT_N)
+    assert support["seeds"][0]["verdict"] == "improved"  # higher support is better
+    table = metrics["checker"]["table"]
+    # 60 summaries. Base: 25 both, 5 regex + NER only. DPO: the 10 still with Oslo both; the first 10
+    # keep a hallucinated number (the fixture's SAME_NUMBERS), regex + NER only; 3 checker only; 7 neither
+    assert table == {"both": 35, "regex_only": 15, "checker_only": 3, "neither": 7}
+    assert metrics["checker"]["kappa_low"] <= metrics["checker"]["kappa"] <= metrics["checker"]["kappa_high"]
+    report = (tmp_path / "report.md").read_text()
+    assert "### Primary: the hallucination rates and the checker, Holm-adjusted over 4 tests" in report
+    assert "| Regex + NER: flagged | 35 | 15 |" in report and "| Regex + NER: clean | 3 | 7 |" in report
+    assert "or in the reference highlights" in report.split("## Second opinion")[1].split("###")[0]
+    examples = metrics["checker"]["examples"]
+    assert [e["support"] for e in examples["checker_only"]] == [0.2, 0.2]  # lowest support first, n_examples 2
+    assert examples["regex_only"][0]["support"] == 0.9 and examples["regex_only"][0]["items"]

@@ -40,6 +40,14 @@ def test_the_readmes_7b_configuration_is_the_shipped_file_and_plans():
     assert sum(j.startswith("generate_candidates") for j in jobs) == 4
 
 
+def test_the_real_run_downloads_its_checker_and_checks_every_evaluation():
+    """config/config.yaml turns the checker on: its weights come from the hub in a local rule
+    (compute nodes run offline), and the base model's evaluation is checked on a GPU node."""
+    jobs = planned_jobs(REPO)
+    assert {"download_checker", "check_eval[xdir=results, model=base]"} <= jobs
+    assert "check_candidates" not in jobs  # the real run ranks its pairs by badness
+
+
 def test_the_80gb_configuration_plans_and_fits_its_token_budget():
     """config/gpu-80gb.yaml validates on the real experiment, and its batch sizes at the longest
     prompts stay inside its max_batch_tokens (so the budget, not luck, bounds the memory)."""
@@ -80,6 +88,9 @@ def test_the_80gb_configuration_plans_and_fits_its_token_budget():
     ({"scoring": {"ner_labels": ["PERSONN"]}},
      r"scoring\.ner_labels = \['PERSONN'\]: 'PERSONN' is not a label of the spaCy model 'en_core_web_sm' "
      r"\(scoring\.spacy_model\); allowed: CARDINAL, .*PERSON, "),
+    ({"scoring": {"checker": {"enabled": False}}, "experiments": {"x": {"pairs": {"rank_by": "checker"}}}},
+     r"experiments\.x\.pairs\.rank_by is 'checker' but scoring\.checker\.enabled is false"),
+    ({"scoring": {"checker": {"path": "no_checker"}}}, r"checker directory no_checker does not exist"),
 ])
 def test_bad_config_stops_before_any_job(tmp_path, override, message):
     work = copy_workflow(tmp_path)
@@ -152,7 +163,7 @@ def test_shared_steps_run_once_for_all_experiments(tmp_path):
     assert counts == {
         "synthesize_corpus": 2, "prepare_split": 2, "build_prompts": 2,
         "generate_candidates": 2, "merge_candidates": 1, "score_candidates": 1,
-        "select_pairs": 3, "generate_eval": 2, "merge_eval": 1, "score_eval": 1,  # the base model's
+        "select_pairs": 3, "generate_eval": 2, "merge_eval": 1, "score_eval": 1, "check_eval": 1,  # the base model's
         "report": 3, "comparison": 1, "all": 1,
     }
     # a CPU run (resources.gpu: 0): its GPU steps hold no GPU, so the profile's one-GPU cap
@@ -251,7 +262,9 @@ def test_reports_give_the_cost_of_every_step(test_run):
 
     out = test_run / TEST_OUT
     everything = benchmark_files(test_run)
-    main = [b for b in everything if "/experiments/" not in b and step_name(b) not in ("report", "comparison")]
+    # check_candidates is the cost of the experiment that ranks by the checker (checker_pairs), not main's
+    main = [b for b in everything if "/experiments/" not in b
+            and step_name(b) not in ("report", "comparison", "check_candidates")]
     shared = [b for b in main if not own_step(step_name(b))]
     swap = [b for b in everything if "/experiments/minimal_swap/" in b and step_name(b) != "report"]
     for report, files in ((out / "report.md", main), (out / "experiments/minimal_swap/report.md", shared + swap)):
@@ -266,8 +279,9 @@ def test_reports_give_the_cost_of_every_step(test_run):
     whole = (out / "comparison.md").read_text().split("## Cost")[1]
     assert f"| **Total** | {len(everything) - 1} |" in whole  # every job but the comparison itself
     gpu = sorted(out.rglob("*.gpu.json"))
-    # candidates and base eval shards; per training seed (main 2, minimal_swap 1) training and dpo shards
-    assert len(gpu) == 2 + 2 + (2 + 1) * (1 + 2)
+    # candidates and base eval shards, the base model's and the candidates' checks; per training
+    # seed (main 2, minimal_swap 1, checker_pairs 1) its training, dpo shards and checks
+    assert len(gpu) == 2 + 2 + 2 + (2 + 1 + 1) * (1 + 2 + 1)
     for path in gpu:  # this machine has no GPU, and says so
         assert json.loads(path.read_text()) == {"device": "cpu", "peak_allocated_mb": None, "peak_reserved_mb": None}
 
@@ -310,7 +324,7 @@ def test_snakemake_report_embeds_the_figures(test_run, tmp_path):
     snakemake(test_run, "--report", str(html), *TEST)
     text = html.read_text(encoding="utf-8")
     figures = sorted((test_run / TEST_OUT).rglob("figures/*.png"))
-    assert len(figures) == 2 * 3
+    assert len(figures) == 3 * 3  # main, minimal_swap and checker_pairs, three figures each
     for figure in figures:
         assert base64.b64encode(figure.read_bytes()).decode()[:2000] in text, figure
     report = (test_run / TEST_OUT / "report.md").read_bytes()

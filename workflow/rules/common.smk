@@ -10,6 +10,7 @@ import yaml
 
 from faithdpo import launch, models
 from faithdpo.deps import module_closure
+from faithdpo.checker import check_checker_dir
 from faithdpo.scoring import check_scoring_config
 
 OUT = config["outdir"].rstrip("/")
@@ -19,6 +20,8 @@ SPLITS = ["train", "validation"]
 # pairs/training are the experiment "main", in OUT itself; experiment X is in
 # OUT/experiments/X. Rules downstream of the pairs take the folder as wildcard {xdir}.
 EXPERIMENTS = config["experiments"]
+# The model-based consistency checker (check.smk), beside regex + NER.
+CHECKER = config["scoring"]["checker"]
 SCHEMA = "workflow/schemas/config.schema.yaml"
 # Relative to the working directory, so that the recorded inputs stay valid when the
 # project folder is moved or copied.
@@ -69,6 +72,13 @@ def package_modules(*entry_modules):
     return module_closure(PACKAGE_DIR, list(entry_modules))
 
 
+def regex_ner_scoring(cfg=config):
+    """The regex + NER scorer's settings: scoring without its checker, so that changing the
+    checker reruns no regex + NER step (and the reverse: the checker rules never read these).
+    """
+    return {key: value for key, value in cfg["scoring"].items() if key != "checker"}
+
+
 def check_config(cfg):
     """Cross-key checks that a JSON schema cannot express; stop before any job runs."""
     budget = cfg["prompt"]["max_prompt_tokens"] + cfg["generation"]["max_new_tokens"]
@@ -78,7 +88,7 @@ def check_config(cfg):
             f"({cfg['generation']['max_new_tokens']}) = {budget} exceeds training.max_length "
             f"({cfg['training']['max_length']}): summaries would be cut in training. Lower one or raise max_length."
         )
-    check_scoring_config(cfg["scoring"])
+    check_scoring_config(regex_ner_scoring(cfg))
     launch.check_launch(cfg["training"], cfg["device"])
     schema = yaml.safe_load(open(os.path.join(workflow.basedir, SCHEMA)))
     for name in cfg["experiments"]:
@@ -91,6 +101,15 @@ def check_config(cfg):
         launch.check_launch(
             merged["training"], cfg["device"], where=f"experiments.{name}.training"
         )
+    for name in ["main", *cfg["experiments"]]:
+        overrides = {} if name == "main" else cfg["experiments"][name]
+        rank_by = {**cfg["pairs"], **overrides.get("pairs", {})}["rank_by"]
+        if rank_by == "checker" and not cfg["scoring"]["checker"]["enabled"]:
+            where = "pairs" if name == "main" else f"experiments.{name}.pairs"
+            raise ValueError(
+                f"{where}.rank_by is 'checker' but scoring.checker.enabled is false: enable the checker "
+                "(it then checks the train candidates too), or rank by badness."
+            )
     if cfg["model"]["source"] == "tiny" and cfg["generation"]["quantization"] == "nf4":
         problems = models.nf4_shape_problems(
             models.qwen2_linear_shapes(**cfg["model"]["tiny"])
@@ -101,6 +120,13 @@ def check_config(cfg):
                 "run in 4 bits on CPUs with AVX-512 BF16: make model.tiny.hidden_size and "
                 "intermediate_size multiples of 64 (and kv heads x head size a multiple of 32)."
             )
+    checker = cfg["scoring"]["checker"]
+    if checker["enabled"] and checker["source"] == "local":
+        if not checker["path"]:
+            raise ValueError(
+                "scoring.checker.source is 'local' but scoring.checker.path is not set"
+            )
+        check_checker_dir(checker["path"])
     if cfg["model"]["source"] == "local":
         if not cfg["model"]["path"]:
             raise ValueError("model.source is 'local' but model.path is not set")
@@ -209,6 +235,13 @@ def shared_benchmarks():
     files += [
         f"{bench}/{step}.tsv" for step in ("merge_candidates", "score_candidates")
     ]
+    if CHECKER["enabled"]:
+        files += [f"{bench}/check_eval/base.tsv", f"{bench}/check_eval/base.gpu.json"]
+        step = {"hub": "download_checker", "tiny": "build_tiny_checker"}.get(
+            CHECKER["source"]
+        )
+        if step:
+            files.append(f"{bench}/{step}.tsv")
     return files + [f"{bench}/{step}/base.tsv" for step in ("merge_eval", "score_eval")]
 
 
@@ -216,6 +249,10 @@ def experiment_benchmarks(xdir):
     """Benchmark files of an experiment's own steps: its pairs and, if it trained, its DPO model."""
     bench = f"{xdir}/benchmarks"
     files = [f"{bench}/select_pairs.tsv"]
+    if ranks_by_checker(xdir):
+        files += [
+            f"{OUT}/benchmarks/check_candidates.{ext}" for ext in ("tsv", "gpu.json")
+        ]
     if not trained(xdir):
         return files
     for seed, model in zip(training_seeds(xdir), dpo_models(xdir)):
@@ -226,6 +263,11 @@ def experiment_benchmarks(xdir):
         files += [
             f"{bench}/{step}/{model}.tsv" for step in ("merge_eval", "score_eval")
         ]
+        if CHECKER["enabled"]:
+            files += [
+                f"{bench}/check_eval/{model}.tsv",
+                f"{bench}/check_eval/{model}.gpu.json",
+            ]
     return files
 
 
@@ -238,6 +280,32 @@ def report_benchmarks(wildcards):
     """
     files = shared_benchmarks() + experiment_benchmarks(wildcards.xdir)
     return [ancient(f) for f in files]
+
+
+def checker_dir():
+    """The checker's weights: downloaded by download_checker, a local directory, or the demo's
+    tiny checker rebuilt by build_tiny_checker."""
+    if CHECKER["source"] == "local":
+        return CHECKER["path"]
+    if CHECKER["source"] == "tiny":
+        return f"{OUT}/models/checker"
+    return models.hub_model_dir(CHECKER["name"])
+
+
+def checks_if_enabled(path):
+    """``path`` (an input) when the checker is enabled, else no input."""
+    return [path] if CHECKER["enabled"] else []
+
+
+def ranks_by_checker(xdir):
+    return experiment_config(xdir)["pairs"]["rank_by"] == "checker"
+
+
+def candidate_checks(wildcards):
+    """The checker's scores of the train candidates, for an experiment that ranks by them."""
+    return (
+        [f"{OUT}/checks/candidates.parquet"] if ranks_by_checker(wildcards.xdir) else []
+    )
 
 
 def hub_model_dir():
@@ -300,7 +368,7 @@ def pair_params(wildcards):
     pairs = experiment_config(wildcards.xdir)["pairs"]
     # The scorer finds minimal_swap's items and, for any strategy, chosen sides that state
     # facts from an article's cut tail (see pairs.chosen_from_cut_tail).
-    return {**pairs, "scoring": config["scoring"], "seed": config["seed"]}
+    return {**pairs, "scoring": regex_ner_scoring(), "seed": config["seed"]}
 
 
 def training_params(wildcards):

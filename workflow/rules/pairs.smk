@@ -7,6 +7,8 @@ checkpoint select_pairs:
         prompts=prompts_of("train"),
         data=f"{OUT}/data/train.parquet",
         model=base_model_dir(),
+        # the checker's support of every candidate, for pairs.rank_by: checker
+        checks=candidate_checks,
         modules=package_modules("pairs"),
     output:
         pairs="{xdir}/pairs/train.parquet",

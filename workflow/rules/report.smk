@@ -8,6 +8,13 @@ rule report:
         scores_base=f"{OUT}/scores/eval_base.parquet",
         # one per training seed (see training_seeds), in the seeds' order
         scores_dpo=per_seed_if_trained("{xdir}/scores/eval_{model}.parquet"),
+        # the checker's scores (scoring.checker.enabled): the base model's, then each seed's
+        checks_base=checks_if_enabled(f"{OUT}/checks/eval_base.parquet"),
+        checks_dpo=lambda wc: (
+            per_seed_if_trained("{xdir}/checks/eval_{model}.parquet")(wc)
+            if CHECKER["enabled"]
+            else []
+        ),
         data=f"{OUT}/data/validation.parquet",
         pairs=preference_pairs,
         selection=pair_selection,
@@ -58,6 +65,7 @@ rule report:
         n_examples=config["report"]["examples"],
         seed=config["seed"],
         seeds=lambda wc: training_seeds(wc.xdir),
+        checker_threshold=CHECKER["threshold"] if CHECKER["enabled"] else None,
     script:
         "../scripts/report.py"
 

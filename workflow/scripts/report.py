@@ -21,6 +21,8 @@ build_report(
     prompts=list(snakemake.input.prompts),
     selection=snakemake.input.selection,
     benchmarks=list(snakemake.input.benchmarks),
+    checks_base=list(snakemake.input.checks_base),
+    checks_dpo=list(snakemake.input.checks_dpo),
     cost_out=snakemake.output.cost,
     **snakemake.params,
 )

@@ -11,5 +11,6 @@ select_pairs(
     snakemake.input.model,
     snakemake.output.pairs,
     snakemake.output.selection,
+    checks=snakemake.input.checks[0] if snakemake.input.checks else None,
     **snakemake.params.pairs,
 )
