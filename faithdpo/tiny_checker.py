@@ -116,7 +116,8 @@ def claim_examples(n_stories: int, split: str, seed: int) -> pd.DataFrame:
     taken in turn (invented, swap, negation; invented where the story's lines allow no other).
     Minimal pairs leave the model no cue but the change itself: trained on a supported line of
     one sentence and an unsupported claim about another, it learned the words of negation and
-    little else (held-out balanced accuracy 0.70, against 0.88 on minimal pairs)."""
+    little else (held-out balanced accuracy 0.52 to 0.69 in seven configurations, against 0.88
+    on minimal pairs at 3,000 stories and 6 epochs)."""
     rng = random.Random(seed)
     stories = generate_corpus(n_stories, split, seed)
     rows = []
@@ -161,8 +162,8 @@ def matching_init(model, scale: float = 2.0, position_scale: float = 0.3) -> Non
     A real checker brings this matching from pre-training on a large corpus. A tiny one trained
     from random weights for a minute on claims learns the words of negation but never the
     look-up that names and figures need: a token-level "is this token in the document?" task
-    stayed at chance loss (0.69) for 1,500 steps from a random start, and fell to 0.1 in 200
-    steps from this one.
+    stayed at chance loss (0.69) from a random start (600 steps at learning rate 1e-3, 1,500 at
+    3e-4), and fell to 0.1 in 200 steps at 1e-3 from this one.
     """
     import torch
 
@@ -184,9 +185,10 @@ def build_tiny_checker(output_dir: str, seed: int = 0, train_stories: int = 4000
 
     Two aids stand in for the pre-training a real checker has: :func:`matching_init`, and an
     auxiliary head trained beside the classifier to say, for each claim token, whether the
-    document holds it (dense supervision for the look-up; dropped after training). Without the
-    head, held-out balanced accuracy was 0.70; with it, 0.88. No dropout: at this width it only
-    slows the training down. About 1.5 minutes on 2 cores.
+    document holds it (dense supervision for the look-up; dropped after training). At 3,000
+    stories and 6 epochs, held-out balanced accuracy was 0.70 without the head and 0.88 with it;
+    these defaults reach 0.909. No dropout: at this width it only slows the training down. About
+    1.5 minutes on 2 cores.
     """
     import torch
     from transformers import RobertaConfig, RobertaForSequenceClassification
