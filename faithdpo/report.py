@@ -111,8 +111,12 @@ def examples(paired: pd.DataFrame, data: pd.DataFrame, n: int) -> dict[str, list
     return {k: sorted(v, key=lambda e: (-e["change"], e["id"]))[:n] for k, v in found.items()}
 
 
+def _one_line(text: str) -> str:
+    return text.replace("\n", " ").strip() or "(empty)"
+
+
 def _quote(text: str) -> str:
-    return "> " + (text.replace("\n", " ").strip() or "(empty)")
+    return "> " + _one_line(text)
 
 
 def selection_section(sel: dict) -> list[str]:
@@ -425,7 +429,7 @@ def checker_section(summary: dict, level: str) -> list[str]:
             items = f"; regex + NER: {', '.join(e['items'])}" if e["items"] else ""
             weakest = f" (weakest sentence: \"{e['weakest_sentence']}\")" if e["sentences"] > 1 else ""
             lines += [f"- {e['model']}, article `{e['id'][:12]}`, support {e['support']:.3f}{items}: "
-                      + _quote(e["summary"])[2:] + weakest]
+                      + _one_line(e["summary"]) + weakest]
         lines.append("")
     return lines
 
