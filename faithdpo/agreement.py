@@ -17,7 +17,7 @@ CELLS = ("both", "regex_only", "checker_only", "neither")
 
 def flags(scores: pd.DataFrame, threshold: float) -> pd.DataFrame:
     """Per summary: ``regex`` (a hallucinated entity or number) and ``checker`` (support at most
-    ``threshold``). Empty and failed summaries have neither flag: they claim nothing."""
+    ``threshold``). An empty summary has neither flag: it claims nothing (support 1.0)."""
     regex = (scores["ent_hallucinations"] > 0) | (scores["num_hallucinations"] > 0)
     return pd.DataFrame({"id": scores["id"].to_numpy(), "regex": regex.to_numpy(),
                          "checker": (scores["support"] <= threshold).to_numpy()})

@@ -136,7 +136,9 @@ def minimal_swap(scores: pd.DataFrame, data: pd.DataFrame, scorer, chosen_from: 
     if chosen_from == "highlights":
         base = pd.DataFrame({"id": data["id"], "text": data["highlights"], "badness": 0, "candidate": HIGHLIGHTS})
     else:
-        best = cleanest_candidates(scores, data, rank_by)
+        # the chosen text must be faithful by both judges: badness 0, then the best supported
+        clean = scores if rank_by == "badness" else scores[scores["badness"] == 0]
+        best = cleanest_candidates(clean, data, rank_by)
         base = pd.DataFrame({"id": best["id"], "text": best["summary"], "badness": best["badness"],
                              "candidate": best["candidate"]})
     base = base.merge(data[["id", "article", "highlights"]], on="id", how="inner", validate="one_to_one")
@@ -206,11 +208,13 @@ def build_pairs(strategy: str, scores: pd.DataFrame, prompts: pd.DataFrame, data
 
 
 def filter_pairs(pairs: pd.DataFrame, min_margin: int = 1, max_length_diff: float | None = None,
-                 dedupe: bool = True, min_support_margin: float | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
+                 dedupe: bool = True, min_support_margin: float | None = None,
+                 checker_threshold: float | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
     """Drop pairs whose chosen side is a failed summary (quality.is_failed), below the badness
-    margin (or, with ``min_support_margin``, the checker's support margin), too different in
-    length (relative, in tokens), or duplicated (identical sides, or a repeat of an earlier
-    pair). Returns the count of each."""
+    margin (or, with ``min_support_margin``, the checker's support margin, and a chosen side the
+    checker calls unsupported: support at most ``checker_threshold``), too different in length
+    (relative, in tokens), or duplicated (identical sides, or a repeat of an earlier pair).
+    Returns the count of each."""
     from faithdpo.quality import is_failed
 
     dropped = {}
@@ -221,6 +225,10 @@ def filter_pairs(pairs: pd.DataFrame, min_margin: int = 1, max_length_diff: floa
         keep = pairs["rejected_badness"] - pairs["chosen_badness"] >= min_margin
         dropped["below_min_margin"] = int((~keep).sum())
     else:
+        if checker_threshold is not None:
+            keep = pairs["chosen_support"] > checker_threshold
+            dropped["chosen_unsupported"] = int((~keep).sum())
+            pairs = pairs[keep]
         keep = pairs["chosen_support"] - pairs["rejected_support"] >= min_support_margin
         dropped["below_min_support_margin"] = int((~keep).sum())
     pairs = pairs[keep]
@@ -298,7 +306,8 @@ def select_pairs(scores: str, prompts: str, data: str, model_dir: str, output: s
                  strategy: str = "highlights_vs_worst", chosen_from: str = "highlights", min_margin: int = 1,
                  max_length_diff: float | None = None, dedupe: bool = True, min_pairs: int = 1,
                  on_cut_tail: str = "drop", scoring: dict | None = None, seed: int = 0, rank_by: str = "badness",
-                 min_support_margin: float = 0.5, checks: str | None = None) -> pd.DataFrame:
+                 min_support_margin: float = 0.5, checks: str | None = None,
+                 checker_threshold: float = 0.5) -> pd.DataFrame:
     """Read the candidate scores, write the DPO dataset (prompt/chosen/rejected) as parquet,
     and the selection summary (JSON) that decides whether the experiment trains.
 
@@ -343,7 +352,8 @@ def select_pairs(scores: str, prompts: str, data: str, model_dir: str, output: s
     # minimal_swap's rejected side is an edit the checker never read: its margin stays badness's
     by_support = rank_by == "checker" and strategy != "minimal_swap"
     pairs, dropped = filter_pairs(pairs, min_margin, max_length_diff, dedupe,
-                                  min_support_margin if by_support else None)
+                                  min_support_margin if by_support else None,
+                                  checker_threshold if by_support else None)
     if on_cut_tail == "drop":
         dropped = {"chosen_from_cut_tail": int(tail.sum()), **dropped}
     n_articles = score_df["id"].nunique()

@@ -372,6 +372,10 @@ def render(metrics: dict, config: dict, links: dict[str, str], figures: dict[str
             f"({p['badness_margin_median']:.0f}; {p['badness_margin_min']:.0f}-{p['badness_margin_max']:.0f}) |",
             "",
         ]
+    if sel.get("rank_by") == "checker":
+        lines += ["The candidates were ranked by the checker's support (`pairs.rank_by: checker`): the badness margin "
+                  "above did not select the pairs; each pair's `chosen_support` and `rejected_support` are in the pairs "
+                  "file.", ""]
     lines += [f"**Warning:** {w}" for w in p["warnings"]] + ([""] if p["warnings"] else [])
     lines += [f"![Pair lengths]({figures['pair_lengths']})", ""]
     if metrics.get("checker"):
@@ -415,8 +419,8 @@ def checker_section(summary: dict, level: str) -> list[str]:
         "They judge against different evidence: regex + NER accept an entity or number found in the article or in "
         "the reference highlights; the checker reads the article (as the prompt gave it) alone. Regex + NER see "
         "invented names and figures; the checker also sees claims that misuse the article's own names and figures "
-        "(roles swapped, a negation), and can miss what its training did not cover. Empty and failed summaries "
-        "claim nothing: neither flags them.", "",
+        "(roles swapped, a negation), and can miss what its training did not cover. An empty summary claims "
+        "nothing: neither flags it (support 1.0); punctuation-only and looping summaries are judged as written.", "",
     ]
     titles = {"checker_only": "Unsupported by the checker, clean for regex + NER (lowest support first)",
               "regex_only": "Flagged by regex + NER, supported by the checker (highest support first)"}

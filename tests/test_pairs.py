@@ -258,6 +258,9 @@ def test_ranked_by_the_checker_chosen_is_best_supported_and_the_support_margin_f
     kept, dropped = filter_pairs(pairs, min_support_margin=0.5)
     assert list(kept["id"]) == ["x", "y"] and dropped["below_min_support_margin"] == 1
     assert "below_min_margin" not in dropped  # the badness margin plays no part
+    # a chosen side the checker calls unsupported never trains, whatever the margin
+    kept, dropped = filter_pairs(pairs, min_support_margin=0.05, checker_threshold=0.92)
+    assert list(kept["id"]) == ["x"] and dropped["chosen_unsupported"] == 2
     # highlights count as fully supported; the rejected side is the least supported candidate
     hvw = build_pairs("highlights_vs_worst", scores, prompts, data, rank_by="checker")
     assert list(hvw["rejected"]) == [" z1", " x1 bad", " y1"] and list(hvw["chosen_support"]) == [1.0] * 3
@@ -265,6 +268,17 @@ def test_ranked_by_the_checker_chosen_is_best_supported_and_the_support_margin_f
     assert build_pairs("best_vs_worst", *frames())["chosen_support"].isna().all()
     with pytest.raises(ValueError, match="rank_by = 'ner'; allowed: badness, checker"):
         build_pairs("best_vs_worst", scores, prompts, data, rank_by="ner")
+
+
+def test_minimal_swap_ranked_by_the_checker_edits_a_faithful_candidate(scorer):
+    """The checker picks among the badness-0 candidates: never a text regex + NER flag."""
+    scores = pd.DataFrame({"id": ["a", "a", "a", "b"], "candidate": [0, 1, 2, 0],
+                           "summary": ["Angela Merkel met officials.", "Merkel met Putin.", "Angela Merkel met the press.",
+                                       "Apple sold phones."],
+                           "badness": [0, 1, 0, 1], "support": [0.6, 0.99, 0.8, 0.99]})
+    pairs = build_pairs("minimal_swap", scores, SWAP_PROMPTS, SWAP_DATA, scorer, chosen_from="cleanest",
+                        rank_by="checker")
+    assert list(pairs["id"]) == ["a"] and list(pairs["chosen_candidate"]) == [2]  # not 1 (badness 1), not 0
 
 
 def test_select_pairs_reads_the_candidates_checks(tiny_model_dir, tmp_path):

@@ -99,11 +99,12 @@ def test_checker_module_change_reruns_the_checker_and_what_reads_it(run_copy):
     assert planned_jobs(run_copy, *TEST) == CHECKER_CHANGE_PLANNED
 
 
-def test_checker_config_change_reruns_the_same_steps_and_the_threshold_the_reports_alone(run_copy):
+def test_checker_config_change_reruns_the_same_steps_and_the_threshold_no_checker_step(run_copy):
     jobs = planned_jobs(run_copy, *with_config(run_copy, {"scoring": {"checker": {"batch_size": 8}}}))
     assert jobs == CHECKER_CHANGE_PLANNED
+    # the threshold: the reports, and the pairs ranked by the checker (their chosen side must be supported)
     jobs = planned_jobs(run_copy, *with_config(run_copy, {"scoring": {"checker": {"threshold": 0.3}}}))
-    assert jobs == REPORTS
+    assert jobs == REPORTS | {f"select_pairs[xdir={XDIRS[2]}]"} | dpo_steps(XDIRS[2], pairs=False)
 
 
 def test_report_code_change_reruns_the_report_alone(run_copy):

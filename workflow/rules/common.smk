@@ -368,7 +368,12 @@ def pair_params(wildcards):
     pairs = experiment_config(wildcards.xdir)["pairs"]
     # The scorer finds minimal_swap's items and, for any strategy, chosen sides that state
     # facts from an article's cut tail (see pairs.chosen_from_cut_tail).
-    return {**pairs, "scoring": regex_ner_scoring(), "seed": config["seed"]}
+    ranked = (
+        {"checker_threshold": CHECKER["threshold"]}
+        if pairs["rank_by"] == "checker"
+        else {}
+    )
+    return {**pairs, "scoring": regex_ner_scoring(), "seed": config["seed"], **ranked}
 
 
 def training_params(wildcards):
