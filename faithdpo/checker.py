@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -39,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from faithdpo.io import read_parquet, write_parquet
+from faithdpo.models import check_model_dir, require_device
 
 log = logging.getLogger(__name__)
 
@@ -124,16 +124,6 @@ class Checker:
         return probs
 
 
-def check_checker_dir(path: str) -> None:
-    """Fail with the fixing command when ``path`` holds no checker weights."""
-    if not os.path.isdir(path) or not any(f.endswith(".safetensors") for f in os.listdir(path)):
-        raise FileNotFoundError(
-            f"checker directory {path} does not exist or holds no *.safetensors weights: with "
-            "scoring.checker.source: hub run `snakemake download_checker`; with source: local set "
-            "scoring.checker.path to a directory holding the checker's safetensors, config and tokenizer."
-        )
-
-
 def load_checker(path: str, device: str = "cpu", dtype: str = "float32", chunk_tokens: int = CHUNK_TOKENS) -> Checker:
     """Load a two-label sequence classifier and its tokenizer from ``path`` (safetensors only).
 
@@ -143,7 +133,7 @@ def load_checker(path: str, device: str = "cpu", dtype: str = "float32", chunk_t
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    check_checker_dir(path)
+    check_model_dir(path, "checker")
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, dtype=getattr(torch, dtype))
     if model.config.num_labels != 2:
@@ -201,8 +191,6 @@ def check_file(summaries: str, prompts: str, output: str, checker_dir: str, batc
                chunk_tokens: int = CHUNK_TOKENS, rule: str = "check") -> pd.DataFrame:
     """Score a summaries parquet with the checker against the articles of its prompts; write
     ``id`` and ``candidate`` with :data:`CHECK_COLUMNS`."""
-    from faithdpo.models import require_device
-
     found = require_device(device, rule)
     gen = read_parquet(summaries)
     keys = [c for c in ("id", "candidate") if c in gen.columns]

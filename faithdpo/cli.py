@@ -1,8 +1,8 @@
-"""The ``faithdpo`` command line: score summaries outside the workflow.
+"""CLI: the ``faithdpo`` command line, which scores summaries outside the workflow.
 
 ``faithdpo score --input IN.jsonl --output OUT.jsonl`` runs the very functions the
 DAG's score rules run, so a result checked by hand is the one the report uses.
-``faithdpo score --labels FILE`` measures the scorer against a person's labels.
+``faithdpo score --labels FILE`` measures the scorer against a person's labels (label_agreement.py).
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ import logging
 import sys
 
 from faithdpo.io import write_jsonl
-from faithdpo.scoring import DEFAULT_NER_LABELS, ScoringConfig, hallucination_rates, score_jsonl, score_labelled
+from faithdpo.label_agreement import score_labelled
+from faithdpo.scoring import DEFAULT_NER_LABELS, ScoringConfig, hallucination_rates, score_jsonl
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="faithdpo", description=__doc__.splitlines()[0])
+    description = "The ``faithdpo`` command line: score summaries outside the workflow."
+    parser = argparse.ArgumentParser(prog="faithdpo", description=description)
     commands = parser.add_subparsers(dest="command", required=True)
     score = commands.add_parser(
         "score",

@@ -1,4 +1,4 @@
-"""Every experiment beside the base model, from the experiments' metrics.json files.
+"""Report stage: every experiment beside the base model, from the experiments' metrics.json files.
 
 One row per model. The primary table gives the hallucination rates: for each DPO model the
 mean delta over its training seeds, their spread and how many seeds reach each verdict, the

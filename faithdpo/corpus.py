@@ -1,4 +1,4 @@
-"""A synthetic news corpus, written by this project, for the offline demo.
+"""Demo only: a synthetic news corpus, written by this project, for the offline demo.
 
 Articles are generated deterministically from templates filled with people, places,
 organisations, dates and numbers, with CNN/DailyMail's columns (``id``, ``article``,
@@ -53,7 +53,7 @@ MONTHS = [
 # Figures come from the round values that news copy favours ("more than 450 residents"), and
 # each story states at most one figure of each kind (a count, a small count, a percentage, a
 # year, an amount), so that a figure in the highlights has one source in the article. The
-# tokenizer splits figures into digits, as Qwen2.5's does; models.copy_warmup teaches the
+# tokenizer splits figures into digits, as Qwen2.5's does; tiny_model.copy_warmup teaches the
 # tiny model to copy such runs of tokens.
 COUNTS = ["75", "80", "90", "120", "150", "180", "200", "240", "250", "300", "350", "400", "450", "500", "600",
           "650", "700", "750", "800", "900"]

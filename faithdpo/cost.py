@@ -1,5 +1,5 @@
-"""What each step of a run cost: Snakemake's benchmark files, plus the peak GPU memory that
-GPU jobs record beside them, summed per step into the reports' "Cost" section.
+"""Report stage: what each step of a run cost, from Snakemake's benchmark files and the peak
+GPU memory that GPU jobs record beside them, summed per step into the reports' "Cost" section.
 
 A benchmark file is ``<...>/benchmarks/<rule>/<job>.tsv`` (or ``<rule>.tsv`` for a rule with
 one job); a GPU job writes ``<same stem>.gpu.json`` next to it (faithdpo.gpu_memory).

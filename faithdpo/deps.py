@@ -1,4 +1,4 @@
-"""Which package source files a workflow step depends on.
+"""Workflow set-up: which package source files a workflow step depends on.
 
 Snakemake sees a rule's script but not the modules it imports, so a change in
 ``faithdpo/scoring.py`` would rerun nothing. Each rule names its entry module; this
@@ -46,3 +46,10 @@ def module_closure(package_dir: str | Path, entry_modules: list[str]) -> list[st
     if missing:
         raise FileNotFoundError(f"no module(s) {missing} in {package_dir}")
     return sorted(str(package_dir / f"{name}.py") for name in seen)
+
+
+def import_graph(package_dir: str | Path) -> dict[str, set[str]]:
+    """Each package module's name -> the package modules it imports (lazy imports included)."""
+    package_dir = Path(package_dir)
+    modules = {path.stem for path in package_dir.glob("*.py")}
+    return {name: _imported_modules(package_dir / f"{name}.py") & modules for name in sorted(modules)}

@@ -1,4 +1,5 @@
-"""What the preference pairs and the training run could have taught instead of faithfulness.
+"""Report stage: what the preference pairs and the training run could have taught instead of
+faithfulness.
 
 Synthetic rejections differ from the highlights in more than hallucinations (length,
 style), and DPO happily learns whatever separates the pairs. Reward accuracy and loss

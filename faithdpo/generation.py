@@ -1,4 +1,4 @@
-"""Batched, sharded and resumable summary generation (Hugging Face or vLLM engine).
+"""Generation stage: batched, sharded and resumable summary generation (Hugging Face or vLLM engine).
 
 The batch plan is a pure function of the prompts and the settings: prompts sorted by token
 length (longest first) and cut into batches under a row limit and a token budget. Shard s of
@@ -53,7 +53,8 @@ class GenerationConfig:
     # Padded tokens per batch at most: prompts x K x (longest prompt + max_new_tokens).
     max_batch_tokens: int | None = None
     seed: int = 0
-    stop_strings: list[str] = field(default_factory=list)
+    # A summary ends at the first of these (generation.stop_strings; the same default). [] = none.
+    stop_strings: list[str] = field(default_factory=lambda: ["\n\n"])
     engine: str = "hf"
     quantization: str = "none"  # none | nf4 (HF engine: 4-bit weights for a small GPU)
     # Weights and compute: None = the device's (bf16 on a GPU, fp32 on the CPU). Evaluation

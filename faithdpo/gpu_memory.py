@@ -1,4 +1,4 @@
-"""The peak GPU memory of a job, recorded beside its benchmark file (read by faithdpo.cost).
+"""Shared by the GPU steps: a job's peak GPU memory, beside its benchmark file (read by cost.py).
 
 Apart from cost.py so that the GPU steps that record it (generation, training) do not depend
 on how the reports present cost: editing the Cost section reruns no GPU step.

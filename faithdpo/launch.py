@@ -1,12 +1,14 @@
-"""DPO training in several processes, one per GPU, through accelerate's launcher.
+"""Training stage: DPO training in several processes, one per GPU, through accelerate's launcher.
 
 With ``training.num_processes: 1`` (and no ``training.accelerate_config``) the job trains in
 its own process. Otherwise it writes what every process needs to a spec file and runs
-``accelerate launch`` (torchrun underneath) on this module: DDP by default, DeepSpeed ZeRO or
-FSDP when ``training.accelerate_config`` names an accelerate config file. Each process trains
-on its share of every global batch (per-device batch x accumulation x processes); the main
-process alone writes the adapter, the log history and the checkpoints (each process adds its
-own RNG state to a checkpoint, as the Trainer does, so that a resume draws the same dropout).
+``accelerate launch`` (torchrun underneath) through this module, each process a
+faithdpo.train_worker (which imports training; this module never does): DDP by default,
+DeepSpeed ZeRO or FSDP when ``training.accelerate_config`` names an accelerate config file.
+Each process trains on its share of every global batch (per-device batch x accumulation x
+processes); the main process alone writes the adapter, the log history and the checkpoints
+(each process adds its own RNG state to a checkpoint, as the Trainer does, so that a resume
+draws the same dropout).
 
 Training across nodes is refused before any job (see check_launch): it needs a launcher per
 node with a shared rendezvous, which one Snakemake job holding one node's GPUs does not give.
@@ -28,30 +30,6 @@ log = logging.getLogger(__name__)
 
 # accelerate's distributed types a training job may name in its accelerate config.
 DISTRIBUTED_TYPES = ("MULTI_GPU", "FSDP", "DEEPSPEED")
-TRACKERS = ("tensorboard", "wandb", "mlflow")  # each the name of its package and of its extra
-
-
-def trackers(report_to: str | list[str]) -> list[str]:
-    """``training.report_to`` as a list of trackers (``none`` -> [])."""
-    names = [report_to] if isinstance(report_to, str) else list(report_to)
-    names = [n for n in names if n != "none"]
-    unknown = sorted(set(names) - set(TRACKERS))
-    if unknown:
-        raise ValueError(f"training.report_to = {report_to!r}: unknown {', '.join(unknown)}; "
-                         f"allowed: none, {', '.join(TRACKERS)}")
-    return names
-
-
-def check_trackers(report_to: str | list[str]) -> None:
-    """Stop before the model loads when a tracker's package is missing (they are extras)."""
-    import importlib.util
-
-    for name in trackers(report_to):
-        if importlib.util.find_spec(name) is None:
-            raise RuntimeError(
-                f"training.report_to includes {name}, but the {name} package is not installed "
-                f"in this job's environment: pip install -e '.[{name}]' (or set report_to: none)."
-            )
 
 
 def launched(num_processes: int, accelerate_config: str | None) -> bool:
@@ -144,7 +122,7 @@ def free_port() -> int:
 def launch_command(config_file: str, num_processes: int, threads_per_process: int, port: int,
                    spec: str) -> list[str]:
     """``accelerate launch`` (through this module's ``launch`` entry, see main) on the worker
-    entry; the job's own settings on top of the file's."""
+    entry (faithdpo.train_worker); the job's own settings on top of the file's."""
     return [
         sys.executable, "-m", "faithdpo.launch", "launch",
         "--config_file", config_file,
@@ -155,7 +133,7 @@ def launch_command(config_file: str, num_processes: int, threads_per_process: in
         # every GPU the scheduler gave the job, and no precision of the launcher's (the Trainer's)
         "--gpu_ids", "all",
         "--mixed_precision", "no",
-        "-m", "faithdpo.launch", "worker", spec,
+        "-m", "faithdpo.train_worker", spec,
     ]
 
 
@@ -200,34 +178,9 @@ def die_with_parent() -> None:
         pass  # not Linux: the launcher's own signal handling is what is left
 
 
-def rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
-def worker(spec: str) -> None:
-    """One launched process: train its share of the job; its output reaches the job's log."""
-    import datasets
-    import transformers
-
-    from faithdpo.gpu_memory import gpu_peak_memory
-    from faithdpo.logs import setup_logging
-    from faithdpo.training import run_training
-
-    job = json.loads(Path(spec).read_text())
-    # The main process tells the story; the others speak up only about problems. No timestamp:
-    # the job's log stamps each line as it arrives.
-    setup_logging(None, logging.INFO if rank() == 0 else logging.WARNING,
-                  fmt=f"[rank {rank()}] %(levelname)s %(name)s: %(message)s")
-    # one bar per process, map and model load, each in the job's log
-    datasets.disable_progress_bars()
-    transformers.utils.logging.disable_progress_bar()
-    own_gpu = [int(os.environ.get("LOCAL_RANK", "0"))]
-    with gpu_peak_memory(str(Path(spec).with_name(f"gpu_memory.rank{rank()}.json")), devices=own_gpu):
-        run_training(job)
-
-
 def main(argv: list[str]) -> None:
-    """``launch ARGS``: accelerate launch with ARGS, dying with the job; ``worker SPEC``: one process."""
+    """``launch ARGS``: accelerate launch with ARGS, dying with the job (each process it starts
+    is a train_worker)."""
     command, args = argv[0], argv[1:]
     die_with_parent()
     if command == "launch":
@@ -235,10 +188,8 @@ def main(argv: list[str]) -> None:
 
         sys.argv = ["accelerate launch", *args]
         accelerate_launch()
-    elif command == "worker":
-        worker(args[0])
     else:
-        raise SystemExit(f"usage: python -m faithdpo.launch launch ARGS | worker SPEC (not {command!r})")
+        raise SystemExit(f"usage: python -m faithdpo.launch launch ARGS (not {command!r})")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Logging set-up used by every workflow script: one log file per job."""
+"""Shared by every stage: logging set-up for the workflow scripts, one log file per job."""
 
 from __future__ import annotations
 

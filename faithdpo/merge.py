@@ -1,4 +1,4 @@
-"""The DPO adapter folded into the base weights, for evaluation in either engine."""
+"""Training stage: the DPO adapter folded into the base weights, for evaluation in either engine."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Preference pairs for DPO, by one of three strategies, then filtered.
+"""Pairs stage: preference pairs for DPO, by one of three strategies, then filtered.
 
 - ``highlights_vs_worst`` (the seed's): chosen = reference highlights, rejected = the
   candidate with the highest badness. Chosen and rejected differ in author, length and

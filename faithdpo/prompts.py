@@ -1,4 +1,4 @@
-"""Prompt construction with token-budget truncation of the article.
+"""Data stage: prompt construction with token-budget truncation of the article.
 
 TRL 1.x truncates prompt + completion from the end, so an over-long article would cut
 the summary itself (or drop the example). Articles are therefore pre-truncated by

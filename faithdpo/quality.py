@@ -1,5 +1,6 @@
-"""Summary quality beside faithfulness, so that fewer hallucinations are not bought with
-empty or broken summaries: ROUGE against the highlights, length, empty and degenerate outputs."""
+"""Pairs and report stages: summary quality beside faithfulness, so that fewer hallucinations
+are not bought with empty or broken summaries: ROUGE against the highlights, length, empty and
+degenerate outputs."""
 
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ def is_degenerate(text: str) -> bool:
 
 def is_failed(text) -> bool:
     """A summary that cannot count as clean: empty, punctuation only (no word character), or a
-    loop (``is_degenerate``). It states nothing, so it hallucinates nothing: the evaluation counts
-    it as a failure, and it is never the chosen side of a pair."""
+    loop (``is_degenerate``). Whatever the scorer finds in it, the evaluation counts it as a
+    failure, and it is never the chosen side of a pair."""
     if not isinstance(text, str) or not _WORDS.search(text):
         return True
     return is_degenerate(text)

@@ -1,4 +1,4 @@
-"""The experiment's report: does DPO change hallucination, at what cost, and why.
+"""Report stage: the experiment's report (does DPO change hallucination, at what cost, and why).
 
 Loss and reward accuracy are shown beside the target metric on purpose: the seed's run
 reached 100% reward accuracy and an 80% drop in loss while faithfulness did not move.

@@ -1,4 +1,4 @@
-"""Paired statistics for base vs DPO on the same validation articles.
+"""Report stage: paired statistics for base vs DPO on the same validation articles.
 
 The seed reported 50.2% -> 48.8% entity hallucination on 500 summaries as a change; these
 functions say whether such a difference is distinguishable from resampling noise:

@@ -1,4 +1,4 @@
-"""Token counts for CPU steps, without importing torch.
+"""Pairs stage: token counts for CPU steps, without importing torch.
 
 transformers imports torch when it loads a tokenizer (1-2 s and a few hundred MB in every
 job); the `tokenizers` library reads the same ``tokenizer.json`` that transformers' fast

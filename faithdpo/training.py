@@ -1,4 +1,4 @@
-"""DPO training with TRL's DPOTrainer, LoRA adapters and optional 4-bit NF4 (QLoRA).
+"""Training stage: DPO training with TRL's DPOTrainer, LoRA adapters and optional 4-bit NF4 (QLoRA).
 
 With a ``peft_config`` and no ``ref_model``, TRL uses the base model with the
 adapters disabled as the reference: no second copy of the weights, which is what a
@@ -17,7 +17,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from faithdpo import launch
+from faithdpo import launch, trackers
 from faithdpo.io import atomic_path, inputs_fingerprint, progress_dir, read_parquet, write_json
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def dpo_config(cfg: TrainingConfig, output_dir: str, on_gpu: bool, run_name: str
     from faithdpo.models import compute_dtype
 
     dtype = compute_dtype()
-    report_to = launch.trackers(cfg.report_to)
+    report_to = trackers.trackers(cfg.report_to)
 
     return DPOConfig(
         output_dir=output_dir,
@@ -267,7 +267,7 @@ def train_dpo(pairs: str, model_dir: str, adapter_dir: str, log_history: str, de
     go to a folder beside the adapter every ``save_steps`` steps; a rerun after a kill resumes
     from the last complete one (same inputs only) instead of step 0. ``num_processes`` > 1
     trains in that many processes through accelerate (faithdpo.launch), the same otherwise.
-    ``run_name`` names the run in the trackers, which write under ``tracking_dir`` (tracking_env).
+    ``run_name`` names the run in the trackers, which write under ``tracking_dir`` (trackers.tracking_env).
     ``gpu_memory``: where the peak GPU memory is recorded (gpu_memory.gpu_peak_memory).
     """
     from faithdpo.gpu_memory import combine_gpu_records, gpu_peak_memory
@@ -276,7 +276,7 @@ def train_dpo(pairs: str, model_dir: str, adapter_dir: str, log_history: str, de
     on_gpu = require_device(device, rule) == "cuda"
     cfg = TrainingConfig(**params)
     launch.check_launch(asdict(cfg), device)
-    launch.check_trackers(cfg.report_to)
+    trackers.check_trackers(cfg.report_to)
     if on_gpu:
         require_gpus(cfg.num_processes, rule)
     check_model_dir(model_dir)
@@ -342,35 +342,12 @@ def quant_storage(cfg: TrainingConfig) -> str | None:
     return compute_dtype()
 
 
-@contextlib.contextmanager
-def tracking_env(tracking_dir: str | None):
-    """Where the trackers write, through the variables transformers and the trackers read: under
-    the experiment's ``tracking_dir`` (TensorBoard's ``tensorboard/``, W&B's ``wandb/``, MLflow's
-    ``mlruns/`` unless MLFLOW_TRACKING_URI names a server), in a "faithdpo" W&B project or MLflow
-    experiment unless the user names one. A variable the user set wins. Credentials stay where
-    the user put them (their environment or login); nothing here reads or logs them."""
-    settings = {"WANDB_PROJECT": "faithdpo", "MLFLOW_EXPERIMENT_NAME": "faithdpo"}
-    if tracking_dir:
-        root = Path(tracking_dir).absolute()
-        settings.update(TENSORBOARD_LOGGING_DIR=str(root / "tensorboard"), WANDB_DIR=str(root),
-                        MLFLOW_TRACKING_URI=(root / "mlruns").as_uri())
-    settings = {k: v for k, v in settings.items() if k not in os.environ}
-    if "WANDB_DIR" in settings:
-        Path(settings["WANDB_DIR"]).mkdir(parents=True, exist_ok=True)  # W&B wants it to exist
-    os.environ.update(settings)
-    try:
-        yield
-    finally:
-        for k in settings:
-            os.environ.pop(k, None)
-
-
 def run_training(job: dict) -> None:
     """Train ``job`` (as train_dpo builds it) in this process: the only one, or one of the
     launched ones. The main process alone writes the adapter and the log history."""
     cfg = TrainingConfig(**job["params"])
     df = read_parquet(job["pairs"], ["prompt", "chosen", "rejected"])
-    with tracking_env(job["tracking_dir"] if launch.trackers(cfg.report_to) else None):
+    with trackers.tracking_env(job["tracking_dir"] if trackers.trackers(cfg.report_to) else None):
         trainer = build_trainer(cfg, df, job["model_dir"], job["checkpoints"], job["on_gpu"], job["run_name"],
                                 job["quant_storage"])
         four_bit = sum(type(m).__module__.startswith("bitsandbytes") for m in trainer.model.modules())

@@ -1,4 +1,4 @@
-"""What DPO changed, per training seed and across seeds, and the words that say it.
+"""Report stage: what DPO changed, per training seed and across seeds, and the words that say it.
 
 Every metric is a statistic of the validation articles, both models scored on the same ones:
 a share of summaries (a rate), a mean count per summary, an item-pooled ratio

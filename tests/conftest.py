@@ -10,10 +10,21 @@ import pandas as pd
 import pytest
 
 from faithdpo.corpus import synthesize_split
-from faithdpo.models import build_tiny_model
+from faithdpo.tiny_model import build_tiny_model
 from workflow_helpers import DEMO, TEST, copy_workflow, snakemake
 
 TEMPLATE = "Summarize the following news article.\n\nArticle: {article}\n\nSummary:"
+# `pytest -m "not slow"` is the inner loop: every test that runs a workflow (through the shared
+# finished runs below) and every tier that .ci/run runs apart counts as slow, marked or not.
+SLOW_TIERS = {"demo", "gpu_check", "cluster", "seedbands"}
+WORKFLOW_RUNS = {"test_run", "demo_run"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_TIERS & {mark.name for mark in item.iter_markers()} or WORKFLOW_RUNS & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -147,10 +158,23 @@ def build_fixture_report(path, numbers=SAME_NUMBERS, alpha=0.05, extra_seeds=(),
                         seeds=[s for s, _ in dpos], **checker)
 
 
+@pytest.fixture(scope="session")
+def _fixture_report(tmp_path_factory):
+    """The fixture report, built once per session (its figures take most of a second): see report_dir."""
+    path = tmp_path_factory.mktemp("report")
+    return path, build_fixture_report(path)
+
+
 @pytest.fixture
-def report_dir(tmp_path):
-    """A report built from small fixture files, numbers unchanged by DPO (test_report, test_comparison)."""
-    return tmp_path, build_fixture_report(tmp_path)
+def report_dir(_fixture_report, tmp_path):
+    """A report built from small fixture files, numbers unchanged by DPO (test_report, test_comparison):
+    a copy of the session's, so that a test may add to it or change it."""
+    import copy
+    import shutil
+
+    built, metrics = _fixture_report
+    shutil.copytree(built, tmp_path, dirs_exist_ok=True)
+    return tmp_path, copy.deepcopy(metrics)
 
 
 def build_untrained_report(path, alpha=0.05):

@@ -3,22 +3,13 @@ the SLURM profile sends CPU rules to the default partition and GPU rules to the 
 
 import re
 
+import pytest
 import yaml
 
-from workflow_helpers import DEMO, REPO, copy_workflow, snakemake
+from workflow_helpers import DEMO, REPO, copy_workflow, rule_blocks, snakemake
 
 
-def rule_blocks() -> dict[str, str]:
-    """Each rule's text in workflow/rules/*.smk, by name."""
-    blocks = {}
-    for path in (REPO / "workflow" / "rules").glob("*.smk"):
-        for block in re.split(r"\n(?=\s*(?:rule|checkpoint) \w+:)", path.read_text()):
-            head = re.match(r"\s*(?:rule|checkpoint) (\w+):", block)
-            if head:
-                blocks[head.group(1)] = block
-    return blocks
-
-
+@pytest.mark.slow  # a Snakemake dry run
 def test_cpu_rules_holding_a_split_or_a_model_declare_mem_mb_from_the_config(tmp_path):
     work = copy_workflow(tmp_path)
     (work / "over.yaml").write_text("resources: {data_mem_mb: 1234, merge_mem_mb: 4321}\n")

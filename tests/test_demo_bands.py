@@ -7,10 +7,11 @@ run; `.ci/run` runs it beside the README's test command: ``pytest -m seedbands``
 
 import pytest
 
-from faithdpo.bands import BANDS, candidate_generation, measure_candidates, measure_tiny_model, outside_bands
+from demo_bands import BANDS, candidate_generation, measure_candidates, measure_tiny_model, outside_bands
 from workflow_helpers import REPO, demo_config
 
 
+@pytest.mark.slow  # generates and scores the demo's candidates
 def test_the_committed_demo_model_has_headroom():
     """The weights the demo runs with (demo/tiny-qwen2, built by build_tiny_model with seed 0)."""
     from faithdpo.corpus import generate_corpus

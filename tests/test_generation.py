@@ -71,7 +71,7 @@ def test_hf_engine_stops_generating_at_the_stop_string(tiny_model_dir, prompts, 
 
     texts = list(pd.read_parquet(prompts)["prompt"])
     ids = [str(i) for i in range(len(texts))]
-    free = HFEngine(tiny_model_dir, GenerationConfig(max_new_tokens=48)).generate(ids, texts)
+    free = HFEngine(tiny_model_dir, GenerationConfig(max_new_tokens=48, stop_strings=[])).generate(ids, texts)
     built, criteria = [], transformers.StopStringCriteria
     monkeypatch.setattr(transformers, "StopStringCriteria", lambda *a, **kw: built.append(a) or criteria(*a, **kw))
     engine = HFEngine(tiny_model_dir, GenerationConfig(max_new_tokens=48, stop_strings=["."]))
@@ -220,6 +220,7 @@ generate_file(sys.argv[1], sys.argv[2], sys.argv[3], batch_size=1, **{params!r})
 """
 
 
+@pytest.mark.slow  # a generation process, killed and restarted
 def test_killed_generation_resumes_and_equals_an_uninterrupted_run(tiny_model_dir, tmp_path):
     prompts = write_prompts(tmp_path / "prompts.parquet", 24)
     params = {**SAMPLING, "max_new_tokens": 48}

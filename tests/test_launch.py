@@ -1,6 +1,7 @@
-"""Multi-process training settings (faithdpo.launch): what is refused before any job, what the
-launcher gets, and the sampler that makes N processes train as one. The 2-process runs
-themselves are in test_training.py (resume) and test_workflow.py (the rule, on the test config)."""
+"""Multi-process training settings (faithdpo.launch, faithdpo.train_worker) and the trackers
+(faithdpo.trackers): what is refused before any job, what the launcher gets, and the sampler
+that makes N processes train as one. The 2-process runs themselves are in test_training.py
+(resume) and test_distributed_run.py (the rule, on the test config)."""
 
 import json
 import os
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from faithdpo import launch, training
+from faithdpo import launch, trackers, training
 from faithdpo.training import TrainingConfig, WholeBatchSampler
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,13 +22,13 @@ EXAMPLES = sorted((REPO / "config" / "accelerate").glob("*.yaml"))
     (["mlflow"], ["mlflow"]),
 ])
 def test_report_to_names_the_trackers(report_to, names):
-    assert launch.trackers(report_to) == names
+    assert trackers.trackers(report_to) == names
 
 
 def test_an_unknown_tracker_is_named():
     with pytest.raises(ValueError, match=r"training\.report_to = \['tensorboard', 'comet'\]: unknown comet; "
                                          r"allowed: none, tensorboard, wandb, mlflow"):
-        launch.trackers(["tensorboard", "comet"])
+        trackers.trackers(["tensorboard", "comet"])
 
 
 def test_a_tracker_without_its_package_stops_before_the_model_loads(monkeypatch):
@@ -35,10 +36,10 @@ def test_a_tracker_without_its_package_stops_before_the_model_loads(monkeypatch)
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
-    launch.check_trackers(["tensorboard"])
+    trackers.check_trackers(["tensorboard"])
     with pytest.raises(RuntimeError, match=r"report_to includes wandb, but the wandb package is not installed "
                                            r"in this job's environment: pip install -e '\.\[wandb\]'"):
-        launch.check_trackers(["tensorboard", "wandb"])
+        trackers.check_trackers(["tensorboard", "wandb"])
 
 
 def test_more_than_one_node_is_refused_with_what_to_do_instead():
@@ -103,7 +104,7 @@ def test_the_launcher_gets_the_jobs_processes_one_machine_its_own_port_all_its_g
     assert args == {"--config_file": "acc.yaml", "--num_processes": "4", "--num_machines": "1",
                     "--main_process_port": "29999", "--num_cpu_threads_per_process": "3", "--gpu_ids": "all",
                     "--mixed_precision": "no"}
-    assert command[18:] == ["-m", "faithdpo.launch", "worker", "job.json"]
+    assert command[18:] == ["-m", "faithdpo.train_worker", "job.json"]
 
 
 def test_the_config_written_for_a_launch_without_one_is_ddp():
@@ -112,6 +113,7 @@ def test_the_config_written_for_a_launch_without_one_is_ddp():
     assert config["mixed_precision"] == "no"  # the Trainer's bf16/fp16 flags decide
 
 
+@pytest.mark.slow  # launches processes through accelerate
 def test_a_failed_process_stops_the_job_with_the_launchers_exit_code_and_its_last_lines(tmp_path, caplog):
     job = {"params": {}}
     with pytest.raises(RuntimeError, match=r"training in 2 processes failed: accelerate launch exited with 1; the "
@@ -147,7 +149,7 @@ def test_trackers_write_under_the_experiment_and_a_users_settings_win(tmp_path, 
     for name in ("MLFLOW_EXPERIMENT_NAME", "TENSORBOARD_LOGGING_DIR", "WANDB_DIR", "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("WANDB_PROJECT", "mine")
-    with training.tracking_env(str(tmp_path / "tracking")):
+    with trackers.tracking_env(str(tmp_path / "tracking")):
         assert os.environ["TENSORBOARD_LOGGING_DIR"] == str(tmp_path / "tracking" / "tensorboard")
         assert os.environ["WANDB_DIR"] == str(tmp_path / "tracking") and (tmp_path / "tracking").is_dir()
         assert os.environ["MLFLOW_TRACKING_URI"] == (tmp_path / "tracking" / "mlruns").as_uri()

@@ -24,7 +24,7 @@ def test_tiny_model_learns_the_summary_only(tmp_path, monkeypatch):
 
     from conftest import TEMPLATE
     from faithdpo.corpus import synthesize_split
-    from faithdpo.models import EOS, build_tiny_model
+    from faithdpo.tiny_model import EOS, build_tiny_model
 
     labelled = []
     forward = Qwen2ForCausalLM.forward
@@ -58,6 +58,10 @@ def test_model_dir_without_safetensors_names_the_fix(tmp_path):
         check_model_dir(str(tmp_path))
     with pytest.raises(FileNotFoundError, match="does not exist; run `snakemake download_model`"):
         check_model_dir(str(tmp_path / "missing"))
+    # the checker's weights, the same check with the checker's fix (checker.load_checker)
+    with pytest.raises(FileNotFoundError, match=r"checker directory .* holds no \*\.safetensors weights: with "
+                                                r"scoring\.checker\.source: hub run `snakemake download_checker`"):
+        check_model_dir(str(tmp_path), "checker")
 
 
 def test_hub_model_dir():
@@ -65,7 +69,8 @@ def test_hub_model_dir():
 
 
 def test_layer_sizes_that_4bit_cannot_run_on_some_cpus_are_named():
-    from faithdpo.models import nf4_shape_problems, qwen2_linear_shapes
+    from faithdpo.models import nf4_shape_problems
+    from faithdpo.tiny_model import qwen2_linear_shapes
 
     assert nf4_shape_problems(qwen2_linear_shapes(64, 192, 4, 2)) == []  # the demo's sizes
     assert nf4_shape_problems(qwen2_linear_shapes(32, 64, 2, 1)) == [
@@ -93,7 +98,7 @@ def test_tiny_tokenizer_encodes_as_it_is_loaded(tmp_path):
     from transformers import Qwen2Config
 
     from faithdpo.corpus import generate_corpus
-    from faithdpo.models import _train_tokenizer
+    from faithdpo.tiny_model import _train_tokenizer
 
     corpus = generate_corpus(200, "pretrain", seed=0)
     texts = list(corpus["article"]) + list(corpus["highlights"])

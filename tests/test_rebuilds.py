@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from workflow_helpers import REPO, TEST, TEST_OUT, jobs_in, planned_jobs, snakemake
+from workflow_helpers import REPO, TEST, TEST_OUT, job_inputs, jobs_in, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -107,6 +107,20 @@ def test_checker_config_change_reruns_the_same_steps_and_the_threshold_no_checke
     assert jobs == REPORTS | {f"select_pairs[xdir={XDIRS[2]}]"} | dpo_steps(XDIRS[2], pairs=False)
 
 
+def test_tiny_model_module_change_reruns_no_step(run_copy):
+    """The demo's tiny-model builder (faithdpo/tiny_model.py) is an input of build_tiny_model
+    alone: on a finished run of the demo's world, editing it makes no step stale, generation,
+    training and merges included. (The real config and the demo's own: test_deps.py.)"""
+    jobs = {}  # each job's declared inputs: every job, then (the pairs checkpoint standing) training's
+    for force in (["--forceall"], ["--forcerun", "train_dpo"]):
+        jobs.update(job_inputs(snakemake(run_copy, "-n", *force, *TEST).stdout))
+    assert {job.split("[")[0] for job in jobs} >= {"generate_candidates", "generate_eval", "merge_candidates",
+                                                  "merge_eval", "train_dpo", "merge_adapter", "check_eval"}
+    assert not [job for job, files in jobs.items() if "faithdpo/tiny_model.py" in files]
+    edit(run_copy / "faithdpo" / "tiny_model.py", "ALPHABET = 12", "ALPHABET = 12  # new bytes")
+    assert planned_jobs(run_copy, *TEST) == set()
+
+
 def test_report_code_change_reruns_the_report_alone(run_copy):
     edit(run_copy / "faithdpo" / "report.py", '"# faithdpo report"', '"# faithdpo report (v2)"')
     assert planned_jobs(run_copy, *TEST) == REPORTS
@@ -191,7 +205,7 @@ def test_data_code_change_with_identical_data_never_regenerates(run_copy):
     checkpoint rerun; the steps that read the data and prompts through the checkpoints see the
     same checksums and stand: no scoring, no generation, no training. The comparison, planned
     before the checkpoints settled and not behind one, reruns (seconds: cheap CPU steps are not
-    guarded, see README)."""
+    guarded, see docs/reruns.md)."""
     edit(run_copy / "faithdpo" / "data.py", "import logging", "import logging  # same logic, new bytes")
     done = snakemake(run_copy, "--cores", "2", *TEST)
     assert jobs_in(done.stdout + done.stderr) == {"comparison"} | {

@@ -159,6 +159,7 @@ def adapter_weights(path):
     return load_file(str(path / "adapter_model.safetensors"))
 
 
+@pytest.mark.slow  # training processes, killed and restarted
 @pytest.mark.parametrize("processes", [1, 2])
 def test_killed_training_resumes_from_its_last_checkpoint(tiny_model_dir, pairs, tmp_path, processes):
     """A job killed mid-way through its second epoch (kill -9 of the job's process, as SLURM's time

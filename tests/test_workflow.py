@@ -16,6 +16,8 @@ import yaml
 from faithdpo.verdicts import fmt_delta
 from workflow_helpers import DEMO, REPO, TEST, TEST_OUT, copy_workflow, planned_jobs, snakemake, without_cost
 
+pytestmark = pytest.mark.slow  # every test here starts Snakemake
+
 
 def test_rules_are_snakefmt_formatted():
     done = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow"], cwd=REPO,
@@ -29,12 +31,12 @@ def test_lint_is_clean(config):
     assert "Congratulations, your workflow is in a good condition!" in done.stdout + done.stderr
 
 
-def test_the_readmes_7b_configuration_is_the_shipped_file_and_plans():
-    """The worked 7B configuration in the README is config/cluster-7b.yaml, word for word, and the
-    workflow accepts it on the real experiment (4 generation shards)."""
+def test_the_docs_7b_configuration_is_the_shipped_file_and_plans():
+    """The worked 7B configuration in docs/scaling.md is config/cluster-7b.yaml, word for word, and
+    the workflow accepts it on the real experiment (4 generation shards)."""
     shipped = (REPO / "config" / "cluster-7b.yaml").read_text()
-    readme = (REPO / "README.md").read_text()
-    block = readme.split("config/cluster-7b.yaml`):\n\n```yaml\n", 1)[1].split("```", 1)[0]
+    page = (REPO / "docs" / "scaling.md").read_text()
+    block = page.split("config/cluster-7b.yaml`):\n\n```yaml\n", 1)[1].split("```", 1)[0]
     assert block in shipped and yaml.safe_load(block) == yaml.safe_load(shipped)
     jobs = planned_jobs(REPO, "--configfile", "config/config.yaml", "config/cluster-7b.yaml")
     assert sum(j.startswith("generate_candidates") for j in jobs) == 4
@@ -61,36 +63,17 @@ def test_the_80gb_configuration_plans_and_fits_its_token_budget():
     assert any(j.startswith("generate_candidates") for j in jobs)
 
 
+# The schema's checks, which the Snakefile runs (validate). The checks a schema cannot express
+# are faithdpo.config_check's, tested in-process in test_config_check.py.
 @pytest.mark.parametrize("override, message", [
     ({"data": {"n_trian": 5}}, r"Additional properties are not allowed \('n_trian' was unexpected\)"),
     ({"training": {"lora_r": 0}}, r"0 is less than the minimum of 1"),
     ({"generation": {"candidates": {"num_return_sequences": "four"}}}, r"'four' is not of type 'integer'"),
-    ({"data": {"n_train": 121}}, r"data\.n_train = 121 is larger than the synthetic train split"),
-    ({"prompt": {"max_prompt_tokens": 600}}, r"prompt\.max_prompt_tokens \(600\) \+ generation\.max_new_tokens"),
     ({"pairs": {"strategy": "random"}},
      r"'random' is not one of \['highlights_vs_worst', 'best_vs_worst', 'minimal_swap'\]"),
-    ({"experiments": {"x": {"training": {"lora_r": 0}}}}, r"experiments\.x: training\.lora_r = 0: 0 is less than the minimum of 1"),
-    ({"experiments": {"x": {"pairs": {"stratgy": "best_vs_worst"}}}}, r"experiments\.x: pairs = .*'stratgy' was unexpected"),
     ({"experiments": {"main": {}}}, r"should not be valid under \{'const': 'main'\}"),
     ({"generation": {"engine": "tgi"}}, r"'tgi' is not one of \['hf', 'vllm'\]"),
-    ({"data": {"source": "local", "dir": "nowhere"}},
-     r"data\.source is 'local' but nowhere/train\.parquet does not exist: place train\.parquet"),
-    ({"model": {"source": "local", "path": "no_model"}}, r"model directory no_model does not exist"),
-    ({"training": {"num_nodes": 2}},
-     r"training\.num_nodes = 2: training across nodes is not supported\. A train_dpo job holds the GPUs of one node: "
-     r"raise training\.num_processes"),
-    ({"experiments": {"big": {"training": {"num_nodes": 4}}}}, r"experiments\.big\.training\.num_nodes = 4: training across"),
     ({"training": {"report_to": ["tensorboard", "comet"]}}, r"\['tensorboard', 'comet'\] is not valid under any of the given schemas"),
-    ({"training": {"accelerate_config": "config/accelerate/fsdp_qlora.yaml"}},
-     r"uses FSDP, which needs CUDA, but the config says device: cpu"),
-    ({"scoring": {"number_pattern": "(["}},
-     r"scoring\.number_pattern = '\(\[' is not a valid regular expression .*allowed: default, seed"),
-    ({"scoring": {"ner_labels": ["PERSONN"]}},
-     r"scoring\.ner_labels = \['PERSONN'\]: 'PERSONN' is not a label of the spaCy model 'en_core_web_sm' "
-     r"\(scoring\.spacy_model\); allowed: CARDINAL, .*PERSON, "),
-    ({"scoring": {"checker": {"enabled": False}}, "experiments": {"x": {"pairs": {"rank_by": "checker"}}}},
-     r"experiments\.x\.pairs\.rank_by is 'checker' but scoring\.checker\.enabled is false"),
-    ({"scoring": {"checker": {"path": "no_checker"}}}, r"checker directory no_checker does not exist"),
 ])
 def test_bad_config_stops_before_any_job(tmp_path, override, message):
     work = copy_workflow(tmp_path)
@@ -101,16 +84,25 @@ def test_bad_config_stops_before_any_job(tmp_path, override, message):
     assert not (work / "results").exists()
 
 
-def test_local_split_smaller_than_the_sample_stops_before_any_job(tmp_path):
+@pytest.mark.parametrize("override, message", [
+    ({}, None),
+    ({"scoring": {"checker": {"enabled": False}}, "experiments": {"x": {"pairs": {"rank_by": "checker"}}}},
+     r"experiments\.x\.pairs\.rank_by is 'checker' but scoring\.checker\.enabled is false"),
+], ids=["good", "bad"])
+def test_the_workflow_checks_the_config_before_any_job(tmp_path, override, message):
+    """common.smk runs faithdpo.config_check on the config it is given: a good one plans, a bad
+    one stops before any job with the check's message (each check: test_config_check.py)."""
     work = copy_workflow(tmp_path)
-    (work / "data").mkdir()
-    for split in ("train", "validation"):
-        pd.DataFrame({"id": ["a", "b"], "article": ["x", "y"], "highlights": ["x", "y"]}).to_parquet(
-            work / "data" / f"{split}.parquet")
-    (work / "local.yaml").write_text(yaml.safe_dump({"data": {"source": "local", "dir": "data", "n_train": 3}}))
-    done = snakemake(work, "-n", *DEMO, "local.yaml", check=False)
+    (work / "over.yaml").write_text(yaml.safe_dump(override))
+    done = snakemake(work, "-n", *DEMO, "over.yaml", check=False)
+    if message is None:
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "select_pairs" in done.stdout
+        return
     assert done.returncode != 0
-    assert "data.n_train = 3 is larger than the 2 rows of data/train.parquet" in done.stdout + done.stderr
+    assert re.search(message, done.stdout + done.stderr), done.stdout + done.stderr
+    assert "faithdpo/config_check.py" in done.stdout + done.stderr
+    assert not (work / "results").exists()
 
 
 def recomputed_rates(scores: pd.DataFrame) -> dict:

@@ -47,14 +47,47 @@ def planned_jobs(workdir: Path, *args: str) -> set[str]:
 
 def jobs_in(out: str) -> set[str]:
     """Jobs listed in Snakemake's output, as ``rule`` or ``rule[wildcards]``, without the target rule ``all``."""
-    jobs = set()
+    return set(job_blocks(out))
+
+
+def job_blocks(out: str) -> dict[str, str]:
+    """Each job's block of Snakemake's output, by ``rule`` or ``rule[wildcards]``, without the target rule ``all``."""
+    jobs = {}
     for block in re.split(r"\n(?=(?:local)?(?:rule|checkpoint) \w+:)", out):
         head = re.match(r"(?:local)?(?:rule|checkpoint) (\w+):", block)
         if not head or head.group(1) == "all":
             continue
         wildcards = re.search(r"^    wildcards: (.+)$", block, flags=re.MULTILINE)
-        jobs.add(f"{head.group(1)}[{wildcards.group(1)}]" if wildcards else head.group(1))
+        jobs[f"{head.group(1)}[{wildcards.group(1)}]" if wildcards else head.group(1)] = block
     return jobs
+
+
+def job_inputs(out: str) -> dict[str, list[str]]:
+    """Each job's declared input files in a dry run's output (``<TBD>`` for one behind a checkpoint)."""
+    inputs = {}
+    for job, block in job_blocks(out).items():
+        line = re.search(r"^    input: (.+)$", block, flags=re.MULTILINE)
+        inputs[job] = line.group(1).split(", ") if line else []
+    return inputs
+
+
+def rule_blocks() -> dict[str, str]:
+    """Each rule's text in workflow/rules/*.smk, by name."""
+    blocks = {}
+    for path in (REPO / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"\n(?=\s*(?:rule|checkpoint) \w+:)", path.read_text()):
+            head = re.match(r"\s*(?:rule|checkpoint) (\w+):", block)
+            if head:
+                blocks[head.group(1)] = block
+    return blocks
+
+
+def merge_config(base: dict, over: dict) -> dict:
+    """``base`` with ``over``'s keys, nested dicts merged key by key (as --configfile layers files)."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merge_config(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
 
 
 def demo_config(override: str = "config/demo.yaml") -> dict:
@@ -62,14 +95,8 @@ def demo_config(override: str = "config/demo.yaml") -> dict:
     import yaml
     from snakemake.utils import validate
 
-    def merge(base: dict, over: dict) -> dict:
-        out = dict(base)
-        for key, value in over.items():
-            out[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
-        return out
-
-    cfg = merge(yaml.safe_load((REPO / "config/config.yaml").read_text()),
-                yaml.safe_load((REPO / override).read_text()))
+    cfg = merge_config(yaml.safe_load((REPO / "config/config.yaml").read_text()),
+                       yaml.safe_load((REPO / override).read_text()))
     validate(cfg, str(REPO / "workflow/schemas/config.schema.yaml"), set_default=True)
     return cfg
 

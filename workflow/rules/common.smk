@@ -1,17 +1,13 @@
-# Shared helpers: output locations, input functions, config checks that the schema
-# cannot express, and the package modules each rule depends on.
+# Shared helpers: output locations, input functions, the config checks that the schema
+# cannot express (run from faithdpo/config_check.py), and the package modules each rule
+# depends on.
 import json
 import os
 import re
 
-import jsonschema
-import pyarrow.parquet as pq
-import yaml
-
-from faithdpo import launch, models
+from faithdpo import models
+from faithdpo.config_check import check_config
 from faithdpo.deps import module_closure
-from faithdpo.checker import check_checker_dir
-from faithdpo.scoring import check_scoring_config
 
 OUT = config["outdir"].rstrip("/")
 SPLITS = ["train", "validation"]
@@ -72,91 +68,16 @@ def package_modules(*entry_modules):
     return module_closure(PACKAGE_DIR, list(entry_modules))
 
 
-def regex_ner_scoring(cfg=config):
+def regex_ner_scoring():
     """The regex + NER scorer's settings: scoring without its checker, so that changing the
     checker reruns no regex + NER step (and the reverse: the checker rules never read these).
     """
-    return {key: value for key, value in cfg["scoring"].items() if key != "checker"}
+    return {key: value for key, value in config["scoring"].items() if key != "checker"}
 
 
-def check_config(cfg):
-    """Cross-key checks that a JSON schema cannot express; stop before any job runs."""
-    budget = cfg["prompt"]["max_prompt_tokens"] + cfg["generation"]["max_new_tokens"]
-    if budget > cfg["training"]["max_length"]:
-        raise ValueError(
-            f"prompt.max_prompt_tokens ({cfg['prompt']['max_prompt_tokens']}) + generation.max_new_tokens "
-            f"({cfg['generation']['max_new_tokens']}) = {budget} exceeds training.max_length "
-            f"({cfg['training']['max_length']}): summaries would be cut in training. Lower one or raise max_length."
-        )
-    check_scoring_config(regex_ner_scoring(cfg))
-    launch.check_launch(cfg["training"], cfg["device"])
-    schema = yaml.safe_load(open(os.path.join(workflow.basedir, SCHEMA)))
-    for name in cfg["experiments"]:
-        merged = {**cfg, **experiment_config(xdir_of(name))}
-        for error in jsonschema.Draft202012Validator(schema).iter_errors(merged):
-            key = ".".join(str(p) for p in error.absolute_path)
-            raise ValueError(
-                f"experiments.{name}: {key} = {error.instance!r}: {error.message}"
-            )
-        launch.check_launch(
-            merged["training"], cfg["device"], where=f"experiments.{name}.training"
-        )
-    for name in ["main", *cfg["experiments"]]:
-        overrides = {} if name == "main" else cfg["experiments"][name]
-        rank_by = {**cfg["pairs"], **overrides.get("pairs", {})}["rank_by"]
-        if rank_by == "checker" and not cfg["scoring"]["checker"]["enabled"]:
-            where = "pairs" if name == "main" else f"experiments.{name}.pairs"
-            raise ValueError(
-                f"{where}.rank_by is 'checker' but scoring.checker.enabled is false: enable the checker "
-                "(it then checks the train candidates too), or rank by badness."
-            )
-    if cfg["model"]["source"] == "tiny" and cfg["generation"]["quantization"] == "nf4":
-        problems = models.nf4_shape_problems(
-            models.qwen2_linear_shapes(**cfg["model"]["tiny"])
-        )
-        if problems:
-            raise ValueError(
-                f"generation.quantization is nf4 but model.tiny's layers {', '.join(problems)} cannot "
-                "run in 4 bits on CPUs with AVX-512 BF16: make model.tiny.hidden_size and "
-                "intermediate_size multiples of 64 (and kv heads x head size a multiple of 32)."
-            )
-    checker = cfg["scoring"]["checker"]
-    if checker["enabled"] and checker["source"] == "local":
-        if not checker["path"]:
-            raise ValueError(
-                "scoring.checker.source is 'local' but scoring.checker.path is not set"
-            )
-        check_checker_dir(checker["path"])
-    if cfg["model"]["source"] == "local":
-        if not cfg["model"]["path"]:
-            raise ValueError("model.source is 'local' but model.path is not set")
-        models.check_model_dir(cfg["model"]["path"])
-    if cfg["data"]["source"] == "local":
-        for split in SPLITS:
-            path = os.path.join(cfg["data"]["dir"], f"{split}.parquet")
-            if not os.path.exists(path):
-                raise ValueError(
-                    f"data.source is 'local' but {path} does not exist: place {split}.parquet "
-                    "(columns id, article, highlights) in data.dir, or set data.source: hub "
-                    "to download it with `snakemake download_dataset`."
-                )
-            rows, n = pq.ParquetFile(path).metadata.num_rows, cfg["data"][f"n_{split}"]
-            if n > rows:
-                raise ValueError(
-                    f"data.n_{split} = {n} is larger than the {rows} rows of {path}; "
-                    f"lower data.n_{split} (at most {rows})."
-                )
-    if cfg["data"]["source"] == "synthetic":
-        for split in SPLITS:
-            size, n = cfg["data"]["synthetic"][split], cfg["data"][f"n_{split}"]
-            if n > size:
-                raise ValueError(
-                    f"data.n_{split} = {n} is larger than the synthetic {split} split "
-                    f"(data.synthetic.{split} = {size}); lower data.n_{split} or raise data.synthetic.{split}."
-                )
-
-
-check_config(config)
+# Cross-key checks that the schema cannot express (faithdpo/config_check.py): a bad config
+# stops here, before any job, with the key named.
+check_config(config, os.path.join(workflow.basedir, SCHEMA))
 
 
 def raw_split(wildcards):
@@ -168,7 +89,7 @@ def raw_split(wildcards):
 
 def prompts_of(split):
     """The prompts of a split, read through the checkpoint so that a rebuild that leaves
-    them byte-identical does not rerun generation (see README, "Only stale steps rerun").
+    them byte-identical does not rerun generation (see docs/reruns.md).
     """
     return lambda wildcards: checkpoints.build_prompts.get(split=split).output[0]
 

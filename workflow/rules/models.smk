@@ -25,7 +25,7 @@ if config["model"]["source"] == "tiny":
     rule build_tiny_model:
         input:
             corpus=f"{OUT}/raw/pretrain.parquet",
-            modules=package_modules("models"),
+            modules=package_modules("tiny_model"),
         output:
             directory(f"{OUT}/models/base"),
         log:

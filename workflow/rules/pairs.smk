@@ -1,4 +1,4 @@
-# Pairs: chosen vs rejected by pairs.strategy (see README), then filtered; one set per experiment.
+# Pairs: chosen vs rejected by pairs.strategy (see docs/experiments.md), then filtered; one set per experiment.
 
 
 checkpoint select_pairs:

@@ -8,7 +8,8 @@ rule train_dpo:
         pairs=preference_pairs,
         model=base_model_dir(),
         accelerate_config=accelerate_config,
-        modules=package_modules("training"),
+        # train_worker: each process of a multi-process training (launch.py starts it by name)
+        modules=package_modules("training", "train_worker"),
     output:
         adapter=directory("{xdir}/models/dpo_seed{tseed}/adapter"),
         log_history="{xdir}/models/dpo_seed{tseed}/log_history.json",

@@ -3,7 +3,7 @@
 import torch
 
 from faithdpo.logs import setup_logging
-from faithdpo.models import build_tiny_model
+from faithdpo.tiny_model import build_tiny_model
 
 setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

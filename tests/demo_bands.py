@@ -1,4 +1,7 @@
-"""Does a demo base model leave DPO room to move? The bands the demo's world must hold.
+"""Demo tests only (tests/test_demo_bands.py): does a demo base model leave DPO room to move?
+
+The bands the demo's world must hold. No rule or script uses them, so they live beside their
+test, outside the package: no workflow step depends on them.
 
 A measurement that has never seen a change proves nothing, so the demo's base model must
 write readable summaries that hallucinate often but not always: then best-vs-worst pairs
@@ -67,7 +70,7 @@ def measure_tiny_model(workdir: str, model_seed: int, demo: dict) -> dict[str, f
     merged demo config) in ``workdir`` and band its candidates on the demo's train sample."""
     from faithdpo.corpus import generate_corpus, synthesize_split
     from faithdpo.data import sample_rows
-    from faithdpo.models import build_tiny_model
+    from faithdpo.tiny_model import build_tiny_model
 
     seed, synthetic = demo["seed"], demo["data"]["synthetic"]
     pretrain = Path(workdir) / "pretrain.parquet"
