@@ -1,8 +1,8 @@
-"""One command that proves the GPU path: every GPU step of the workflow, through the project's own
-functions, at the real config's settings, on Qwen2.5-1.5B-shaped random weights; and the numbers
-that size a run.
+"""One command that proves the GPU path: the generation and training steps of the workflow,
+through the project's own functions, at the real config's settings, on Qwen2.5-1.5B-shaped
+random weights; and the numbers that size a run. (The checker's steps: bench_checker.py.)
 
-    python benchmarks/gpu_check.py            # a GPU: Qwen2.5-1.5B-shaped, about 5-8 minutes on an H100
+    python benchmarks/gpu_check.py            # a GPU: Qwen2.5-1.5B-shaped, about 4 minutes on an H200
     python benchmarks/gpu_check.py --tiny     # the CPU: a tiny model of the same family (the tests run this)
 
 Nothing is downloaded: the model is built locally from Qwen2.5-1.5B's published shapes with random
@@ -15,7 +15,7 @@ table:
 - training: seconds per DPO optimizer step and peak GPU memory at the real settings (NF4 + LoRA
   r32 on q,k,v,o, batch 2 x accumulation 4, max_length 1536), with and without gradient
   checkpointing and precompute_ref_log_probs, and the same without quantization;
-- each GPU rule's function as the rule calls it (generate_candidates, train_dpo, merge_adapter,
+- these rules' functions as the rules call them (generate_candidates, train_dpo, merge_adapter,
   generate_eval) on a small synthetic sample, with pairs made for the check (random weights write
   no entities, so no strategy would pair them): training must take its optimizer steps and every
   GPU memory record must name the device it ran on; then the evaluated (merged) model must agree
@@ -103,11 +103,13 @@ def generation_rows(model_dir: str, prompts: pd.DataFrame, new_tokens: int, batc
     """One at a time vs batched, bf16 and float32: tokens/s and the share of the bandwidth bound."""
     rows = []
     for dtype in ("bfloat16", "float32"):
-        engine = HFEngine(model_dir, GenerationConfig(max_new_tokens=new_tokens, dtype=dtype))
+        # No stop string: a row ends at max_new_tokens or end-of-text only, as in bench_generate.py.
+        engine = HFEngine(model_dir, GenerationConfig(max_new_tokens=new_tokens, dtype=dtype, stop_strings=[]))
         weight_bytes = sum(p.numel() * p.element_size() for p in engine.model.parameters())
-        run(engine, prompts.head(2), GenerationConfig(max_new_tokens=4, batch_size=2, dtype=dtype))  # warm-up
+        warm_up = GenerationConfig(max_new_tokens=4, batch_size=2, dtype=dtype, stop_strings=[])
+        run(engine, prompts.head(2), warm_up)
         for name, size in (("one at a time", 1), (f"batched ({batch})", batch)):
-            config = GenerationConfig(max_new_tokens=new_tokens, batch_size=size, dtype=dtype)
+            config = GenerationConfig(max_new_tokens=new_tokens, batch_size=size, dtype=dtype, stop_strings=[])
             engine.config = config
             result = run(engine, prompts, config)
             bound = weight_bytes * result["steps"] / (bandwidth * 1e9) if bandwidth else None
@@ -172,8 +174,9 @@ def training_rows(model_dir: str, training: dict, pairs: pd.DataFrame, on_gpu: b
 
 def rule_steps(model_dir: str, generation: dict, training: dict, pairs: pd.DataFrame, work: Path,
                device: str) -> dict:
-    """The four GPU rules' functions as their scripts call them (workflow/scripts/), on a small
-    synthetic sample: seconds, what each produced, and each GPU job's memory record."""
+    """generate_candidates, train_dpo, merge_adapter and generate_eval as their scripts
+    (workflow/scripts/) call them, on a small synthetic sample: seconds, what each produced, and
+    each GPU job's memory record."""
     from transformers import AutoTokenizer
 
     from faithdpo.gpu_memory import gpu_peak_memory

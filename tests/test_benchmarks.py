@@ -8,6 +8,8 @@ import pytest
 
 from workflow_helpers import REPO
 
+pytestmark = pytest.mark.slow  # each test runs a benchmark script in its own process
+
 
 def test_generation_benchmark_stands_alone_and_prints_the_comparison_table(tmp_path):
     """From any directory, with no prior run: the committed demo model is its default."""
@@ -59,3 +61,15 @@ def test_scoring_benchmark_checks_both_implementations_agree_and_prints_the_rati
     assert lines[0] == "6 articles x 2 candidates = 12 summaries (outputs identical)"
     assert lines[-2].startswith("speed-up: ") and lines[-2].endswith("x")
     assert lines[-1].startswith("matching rules alone: ")
+
+
+def test_the_batch_memory_benchmark_runs_both_steps_at_a_configs_sizes_on_the_cpu(tmp_path):
+    """benchmarks/bench_batch_memory.py --tiny: one candidate and one evaluation batch through
+    faithdpo.generation; on the CPU there is no GPU memory to report."""
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_batch_memory.py"), "--tiny"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {line.split(" | ")[0]: line.split(" | ") for line in done.stdout.splitlines() if line.startswith("| ")}
+    assert rows["| candidates"][1:3] == ["bfloat16", "8"]  # 2 prompts x K = 4 sampled rows
+    assert rows["| evaluation"][1:3] == ["float32", "4"]  # greedy, one row a prompt
+    assert rows["| evaluation"][6:8] == ["n/a", "n/a"]
