@@ -1,4 +1,4 @@
-"""Scoring speed: this implementation vs the seed's naive loop, on the same generated set.
+"""Scoring speed: this implementation vs the original recipe's naive loop, on the same generated set.
 
 The naive loop runs the full spaCy pipeline on the article and on the summary of every
 candidate, one call each, as the seed did. This implementation runs NER only (plus the
@@ -54,7 +54,7 @@ def candidate_set(n_articles: int, k: int, seed: int = 0) -> pd.DataFrame:
 
 
 def naive_score(frame: pd.DataFrame, nlp, config: ScoringConfig) -> list[tuple[list[str], list[str]]]:
-    """The seed's loop: the full pipeline on every article and every summary, one at a time."""
+    """The original recipe's loop: the full pipeline on every article and every summary, one at a time."""
     from faithdpo.scoring import compile_number_pattern
 
     pattern = compile_number_pattern(config.number_pattern)

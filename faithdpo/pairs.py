@@ -1,6 +1,6 @@
 """Pairs stage: preference pairs for DPO, by one of three strategies, then filtered.
 
-- ``highlights_vs_worst`` (the seed's): chosen = reference highlights, rejected = the
+- ``highlights_vs_worst`` (the original recipe's): chosen = reference highlights, rejected = the
   candidate with the highest badness. Chosen and rejected differ in author, length and
   style as well as in faithfulness, and DPO learns whichever separates them most easily.
 - ``best_vs_worst`` (on-policy): chosen = the cleanest candidate (badness 0, ties broken by

@@ -1,8 +1,8 @@
 """Report stage: the experiment's report (does DPO change hallucination, at what cost, and why).
 
-Loss and reward accuracy are shown beside the target metric on purpose: the seed's run
+Loss and reward accuracy are shown beside the target metric on purpose: the original recipe's run
 reached 100% reward accuracy and an 80% drop in loss while faithfulness did not move.
-Every number carries a paired bootstrap interval and a paired test, per training seed, and
+Every change carries a paired interval and a paired test, per training seed, and
 the verdict about the recipe is how many seeds agree (faithdpo.verdicts); precision-source
 and recall-target tell "hallucinates less" from "says less"; quality, pair confounds and
 training curves show what else the model may have learned.

