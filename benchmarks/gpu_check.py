@@ -227,7 +227,7 @@ def merge_agreement(model_dir: str, work: Path) -> tuple[float, float]:
         ids = ids.to(base.device)
         base_logits = base(**ids).logits
         reference = PeftModel.from_pretrained(base, str(work / "adapter"))(**ids).logits
-        evaluated = HFEngine(str(work / "merged"), GenerationConfig(dtype="float32")).model(**ids).logits
+        evaluated = HFEngine(str(work / "merged"), GenerationConfig(dtype="float32", stop_strings=[])).model(**ids).logits
     return (evaluated - reference).abs().max().item(), (reference - base_logits).abs().max().item()
 
 

@@ -133,7 +133,7 @@ def group(key: str, node: dict, level: int) -> list[str]:
             lines += entry(child_key, child, child_key.rsplit(".", 1)[-1] in required)
     for child_key, child in keys.items():
         if is_group(child):
-            lines += group(child_key, child, 3)
+            lines += group(child_key, child, min(level + 1, 6))
     return lines
 
 

@@ -86,7 +86,7 @@ def rates_figure(rows: list[dict], path: str, level: str) -> None:
             x = [i + (j - (len(bars) - 1) / 2) * width for i in range(len(group))]
             ax.bar(x, heights, width, yerr=err, capsize=3, color=color, label=name)
             for xi, v, s in zip(x, values, shown):
-                if v["value"] is None or s["high"] == 0:  # nothing drawn: say what is there
+                if v["value"] is None or v["value"] == 0:  # nothing drawn: say what is there
                     ax.annotate("n/a" if v["value"] is None else "0", (xi, 0), xytext=(0, 2),
                                 textcoords="offset points", ha="center", va="bottom", fontsize=8, color="0.3",
                                 rotation=90 if v["value"] is None else 0)
@@ -139,6 +139,7 @@ def _integer_bins(values, most: int = 40):
     integers, bins of several), so that bars neither leave gaps nor straddle two values."""
     import numpy as np
 
+    values = [v for v in values if v == v]  # NaN: no bin
     low, high = int(min(values)), int(max(values))
     step = max(1, -(-(high - low + 1) // most))
     return np.arange(low, high + step + 1, step) - 0.5
@@ -168,8 +169,8 @@ def pair_lengths_figure(pairs: pd.DataFrame, path: str) -> None:
     for ax in (left, right):
         ax.set_ylabel("pairs")
         if len(pairs):  # token counts and pair counts are integers: no 2.5 pairs on an axis
-            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         else:
             ax.set_xticks([])
             ax.set_yticks([])

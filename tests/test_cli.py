@@ -3,7 +3,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from faithdpo.cli import main
@@ -40,7 +39,6 @@ def test_malformed_line_names_file_and_line_and_writes_nothing(tmp_path, capsys)
     assert not (tmp_path / "out.jsonl").exists()
 
 
-@pytest.mark.slow  # installs nothing, but starts the console script in its own process
 def test_console_script_is_installed(tmp_path):
     exe = Path(sys.executable).with_name("faithdpo")  # installed beside the interpreter by pip install
     write_rows(tmp_path / "in.jsonl", ROWS[:1])

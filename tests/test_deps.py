@@ -79,6 +79,24 @@ def test_each_module_is_an_input_of_the_rules_that_run_it_alone():
         "__init__", "cli", "label_agreement", "config_check", "deps"}
 
 
+# Modules a script may import without declaring them: logs only sets up the job's log file, which
+# no output depends on. The downloads declare no module: a download reruns when its source does.
+UNDECLARED = {"logs"}
+DOWNLOADS = {"download_dataset", "download_model", "download_checker"}
+
+
+def test_each_rule_declares_every_module_its_script_imports():
+    modules, scripts = rule_modules(), {}
+    for rule, block in rule_blocks().items():
+        script = re.search(r'script:\s*"([^"]+)"', block)
+        if script and rule not in DOWNLOADS:
+            scripts[rule] = REPO / "workflow" / "rules" / script.group(1)
+    assert {"generate_candidates", "check_eval", "train_dpo"} <= scripts.keys()
+    for rule, script in scripts.items():
+        imported = set(re.findall(r"^from faithdpo\.(\w+) import", script.read_text(), flags=re.M))
+        assert imported - UNDECLARED <= set(modules.get(rule, ())), (rule, imported - set(modules.get(rule, ())))
+
+
 def test_the_cli_label_agreement_is_no_input_of_scoring():
     assert "label_agreement" not in names(module_closure(PACKAGE, ["scoring"]))
     assert "label_agreement" in names(module_closure(PACKAGE, ["cli"]))

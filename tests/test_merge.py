@@ -75,7 +75,7 @@ def test_evaluated_dpo_model_is_base_plus_adapter_in_float32(tiny_model_dir, tmp
         base = load_model(str(bf16_dir), dtype="float32")
         base_logits = base(**ids).logits
         reference = PeftModel.from_pretrained(load_model(str(bf16_dir), dtype="float32"), str(adapter))(**ids).logits
-        evaluated = HFEngine(str(merged_dir), GenerationConfig(dtype="float32")).model(**ids).logits
+        evaluated = HFEngine(str(merged_dir), GenerationConfig(dtype="float32", stop_strings=[])).model(**ids).logits
         bf16_base = load_model(str(bf16_dir), dtype="bfloat16")
         old_merge = PeftModel.from_pretrained(bf16_base, str(adapter)).merge_and_unload()
         old_logits = old_merge.float()(**ids).logits

@@ -116,6 +116,7 @@ def test_tiny_model_module_change_reruns_no_step(run_copy):
         jobs.update(job_inputs(snakemake(run_copy, "-n", *force, *TEST).stdout))
     assert {job.split("[")[0] for job in jobs} >= {"generate_candidates", "generate_eval", "merge_candidates",
                                                   "merge_eval", "train_dpo", "merge_adapter", "check_eval"}
+    assert all("faithdpo/models.py" in files for job, files in jobs.items() if job.startswith("generate_"))
     assert not [job for job, files in jobs.items() if "faithdpo/tiny_model.py" in files]
     edit(run_copy / "faithdpo" / "tiny_model.py", "ALPHABET = 12", "ALPHABET = 12  # new bytes")
     assert planned_jobs(run_copy, *TEST) == set()

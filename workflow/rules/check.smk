@@ -55,7 +55,7 @@ if CHECKER["enabled"]:
             # Read through the checkpoint, like generate_eval: unchanged pairs skip this job too.
             pairs=lambda wc: preference_pairs(wc) if wc.model != "base" else [],
             checker=checker_dir(),
-            modules=package_modules("checker"),
+            modules=package_modules("checker", "gpu_memory"),
         output:
             checks="{xdir}/checks/eval_{model}.parquet",
             gpu_memory="{xdir}/benchmarks/check_eval/{model}.gpu.json",
@@ -80,7 +80,7 @@ if CHECKER["enabled"]:
             summaries=f"{OUT}/candidates/train.parquet",
             prompts=prompts_of("train"),
             checker=checker_dir(),
-            modules=package_modules("checker"),
+            modules=package_modules("checker", "gpu_memory"),
         output:
             checks=f"{OUT}/checks/candidates.parquet",
             gpu_memory=f"{OUT}/benchmarks/check_candidates.gpu.json",

@@ -6,7 +6,7 @@ rule generate_candidates:
     input:
         prompts=prompts_of("train"),
         model=base_model_dir(),
-        modules=package_modules("generation"),
+        modules=package_modules("generation", "gpu_memory"),
     output:
         summaries=f"{OUT}/candidates/shards/train.{{scatteritem}}.parquet",
         gpu_memory=f"{OUT}/benchmarks/generate_candidates/{{scatteritem}}.gpu.json",
@@ -52,7 +52,7 @@ rule generate_eval:
         # The pairs the adapter was trained on, read through their checkpoint: when they
         # come out unchanged, training is skipped and so is this job.
         pairs=lambda wc: preference_pairs(wc) if wc.model != "base" else [],
-        modules=package_modules("generation"),
+        modules=package_modules("generation", "gpu_memory"),
     output:
         summaries="{xdir}/eval/shards/{model}.{scatteritem}.parquet",
         gpu_memory="{xdir}/benchmarks/generate_eval/{model}.{scatteritem}.gpu.json",
