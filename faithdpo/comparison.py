@@ -71,8 +71,9 @@ def _not_trained(m: dict) -> str:
     return f"**not trained**: {m['selection']['reason']}"
 
 
-def render_comparison(names: list[str], metrics: list[dict]) -> str:
-    """The comparison as Markdown (one row for the base model, one per experiment, per table)."""
+def render_comparison(names: list[str], metrics: list[dict], reference: str = "article_and_highlights") -> str:
+    """The comparison as Markdown (one row for the base model, one per experiment, per table);
+    ``reference``: scoring.reference, what supported the summaries' items."""
     base = metrics[0]
     for name, m in zip(names, metrics):
         if m["base"] != base["base"]:
@@ -149,8 +150,10 @@ def render_comparison(names: list[str], metrics: list[dict]) -> str:
                                                                 for key in TERSE) + " |")
     lines += [
         "",
-        "Precision-source: of the summaries' entities (numbers), the share the article as given + the highlights "
-        "support; recall-target: of the highlights' entities (numbers), the share the summary keeps (Nan et al. "
+        "Precision-source: of the summaries' entities (numbers), the share "
+        + ("the article as given + the highlights support"
+           if reference == "article_and_highlights" else "the article as given supports (`scoring.reference: article`)")
+        + "; recall-target: of the highlights' entities (numbers), the share the summary keeps (Nan et al. "
         "2021; pooled over items). Each seed tested alone at alpha, unadjusted (a paired randomisation test of the "
         "ratio). A hallucination rate that falls while recall-target falls too may mean the model says less, not "
         "that it is more faithful.",
@@ -167,15 +170,15 @@ def render_comparison(names: list[str], metrics: list[dict]) -> str:
 
 
 def build_comparison(metrics_files: list[str], names: list[str], output: str, costs: list[str] = (),
-                     benchmarks: list[str] = ()) -> str:
+                     benchmarks: list[str] = (), reference: str = "article_and_highlights") -> str:
     """Read each experiment's metrics.json and write the comparison Markdown, with the Cost of
     the whole run: the reports' per-job tables (``costs``, shared jobs counted once) and the
-    reports' own benchmark files (``benchmarks``)."""
+    reports' own benchmark files (``benchmarks``). ``reference``: scoring.reference."""
     if len(metrics_files) != len(names):
         raise ValueError(f"{len(metrics_files)} metrics files for {len(names)} experiment names")
     metrics = [read_json(f) for f in metrics_files]
     jobs = pd.concat([read_cost_tables(list(costs)), read_costs(list(benchmarks))], ignore_index=True)
-    text = render_comparison(names, metrics) + "\n" + "\n".join(
+    text = render_comparison(names, metrics, reference) + "\n" + "\n".join(
         cost_section(jobs, "What the whole run cost: every job before this comparison."))
     write_text(text, output)
     for name, m in zip(names, metrics):

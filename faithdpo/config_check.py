@@ -9,7 +9,6 @@ tests/test_config_check.py. No rule runs it, so editing it reruns no step.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import jsonschema
@@ -39,6 +38,7 @@ def check_config(cfg: dict, schema: str | Path) -> None:
             f"({cfg['generation']['max_new_tokens']}) = {budget} exceeds training.max_length "
             f"({cfg['training']['max_length']}): summaries would be cut in training. Lower one or raise max_length."
         )
+    check_prompt_format(cfg)
     # the regex + NER keys (scoring without its checker)
     check_scoring_config({key: value for key, value in cfg["scoring"].items() if key != "checker"})
     check_launch(cfg["training"], cfg["device"])
@@ -74,17 +74,21 @@ def check_config(cfg: dict, schema: str | Path) -> None:
         if not cfg["model"]["path"]:
             raise ValueError("model.source is 'local' but model.path is not set")
         weights_dir("model.path", cfg["model"]["path"], "model")
+        if cfg["generation"]["quantization"] == "nf4" and cfg["device"] == "cpu":
+            local_nf4_shapes(cfg["model"]["path"], cfg["model"]["trust_remote_code"])
+    if cfg["data"]["source"] != "synthetic":
+        check_data_mapping(cfg["data"])
     if cfg["data"]["source"] == "local":
         import pyarrow.parquet as pq
 
+        from faithdpo.data import check_columns, file_columns, split_file
+
         for split in SPLITS:
-            path = os.path.join(cfg["data"]["dir"], f"{split}.parquet")
-            if not os.path.exists(path):
-                raise ValueError(
-                    f"data.source is 'local' but {path} does not exist: place {split}.parquet "
-                    "(columns id, article, highlights) in data.dir, or set data.source: hub "
-                    "to download it with `snakemake download_dataset`."
-                )
+            # the one file of the split, and its columns from its schema or header alone
+            path = split_file(cfg["data"]["dir"], cfg["data"]["splits"][split], split)
+            check_columns(path, file_columns(path), cfg["data"]["columns"])
+            if not path.endswith(".parquet"):
+                continue  # counting a JSON Lines or CSV file's rows reads it all: prepare_split checks n
             rows, n = pq.ParquetFile(path).metadata.num_rows, cfg["data"][f"n_{split}"]
             if n > rows:
                 raise ValueError(
@@ -99,6 +103,54 @@ def check_config(cfg: dict, schema: str | Path) -> None:
                     f"data.n_{split} = {n} is larger than the synthetic {split} split "
                     f"(data.synthetic.{split} = {size}); lower data.n_{split} or raise data.synthetic.{split}."
                 )
+
+
+def local_nf4_shapes(path: str, trust_remote_code: bool) -> None:
+    """Refuse a local model whose layer sizes bitsandbytes' CPU 4-bit kernel cannot run, read
+    from its config.json on the meta device (models.meta_model: no weights, about a second;
+    torch and transformers are imported only for this combination of keys)."""
+    from faithdpo.models import meta_model, nf4_layer_shapes
+
+    problems = nf4_shape_problems(nf4_layer_shapes(meta_model(path, trust_remote_code)))
+    if problems:
+        raise ValueError(
+            f"generation.quantization is nf4 on device cpu, but model.path {path!r} has layers that cannot run in "
+            f"4 bits on CPUs with AVX-512 BF16: {', '.join(problems)} (out x in; each input size must be a multiple "
+            "of 64 and each output size of 32). Set generation.quantization: none, run on a GPU (device: cuda), "
+            "or use a model with such sizes."
+        )
+
+
+def check_prompt_format(cfg: dict) -> None:
+    """prompt.chat against the keys it changes: a system turn needs chat, and a chat reply is not
+    cut at a whitespace-only stop string (generation.stop_strings_for says why)."""
+    from faithdpo.generation import stop_strings_for
+
+    chat = cfg["prompt"]["chat"]
+    if cfg["prompt"]["system"] is not None and not chat:
+        raise ValueError(
+            "prompt.system is set but prompt.chat is false: a plain prompt has no system turn. Set prompt.chat: "
+            "true for an instruction-tuned model, or put the instruction in prompt.template."
+        )
+    stop_strings_for(cfg["generation"]["stop_strings"], chat)
+
+
+def check_data_mapping(data: dict) -> None:
+    """data.splits and data.columns each name distinct things: one split sampled twice would
+    evaluate on training articles, one column read twice would make the summary the article."""
+    splits = data["splits"]
+    if splits["train"] == splits["validation"]:
+        raise ValueError(
+            f"data.splits.train and data.splits.validation are both {splits['train']!r}: the validation "
+            "sample would share articles with the train sample. Name the dataset's evaluation split "
+            "(validation, test or dev) in data.splits.validation."
+        )
+    named = [(key, name) for key, name in data["columns"].items() if name is not None]
+    for i, (key, name) in enumerate(named):
+        for other, other_name in named[i + 1:]:
+            if name == other_name:
+                raise ValueError(f"data.columns.{key} and data.columns.{other} both name the column {name!r}; "
+                                 "each must name its own column.")
 
 
 def weights_dir(key: str, path: str, kind: str) -> None:

@@ -18,7 +18,7 @@ import logging
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -53,8 +53,12 @@ class GenerationConfig:
     # Padded tokens per batch at most: prompts x K x (longest prompt + max_new_tokens).
     max_batch_tokens: int | None = None
     seed: int = 0
-    # A summary ends at the first of these (generation.stop_strings; the same default). [] = none.
-    stop_strings: list[str] = field(default_factory=lambda: ["\n\n"])
+    # A summary ends at the first of these (generation.stop_strings). [] = none; None = the prompt
+    # format's: a blank line for a plain template, none with chat (see stop_strings_for).
+    stop_strings: list[str] | None = None
+    # prompt.chat: the prompts are a chat template's text; a reply also ends at the template's
+    # end-of-turn token (faithdpo.chat), and stop_strings default to none.
+    chat: bool = False
     engine: str = "hf"
     quantization: str = "none"  # none | nf4 (HF engine: 4-bit weights for a small GPU)
     # Weights and compute: None = the device's (bf16 on a GPU, fp32 on the CPU). Evaluation
@@ -75,6 +79,30 @@ class GenerationConfig:
             raise ValueError(f"generation.engine = {self.engine!r}; allowed: {', '.join(ENGINES)}")
         if self.dtype not in (None, *DTYPES):
             raise ValueError(f"generation dtype = {self.dtype!r}; allowed: {', '.join(DTYPES)}")
+        object.__setattr__(self, "stop_strings", stop_strings_for(self.stop_strings, self.chat))
+
+
+PLAIN_STOPS = ["\n\n"]
+
+
+def stop_strings_for(stop_strings: Sequence[str] | None, chat: bool) -> list[str]:
+    """The stop strings generation uses: ``stop_strings`` as configured, or by default (None) a blank
+    line after a plain template and none with ``chat`` (a reply ends at its end-of-turn token).
+
+    With ``chat`` a whitespace-only stop string is refused: a reply that opens "Here is a
+    summary:\n\n" would be cut to its preamble, which states no fact and scores as clean.
+    """
+    if stop_strings is None:
+        return [] if chat else list(PLAIN_STOPS)
+    blank = [s for s in stop_strings if not s.strip()]
+    if chat and blank:
+        raise ValueError(
+            f"generation.stop_strings = {list(stop_strings)!r} with prompt.chat: true: {blank[0]!r} is whitespace "
+            "only, and a chat reply that opens with a line such as 'Here is a summary:' followed by it would be cut "
+            "to that line. A chat reply ends at the template's end-of-turn token: set generation.stop_strings: "
+            "null (none with chat), or stop strings with text in them."
+        )
+    return list(stop_strings)
 
 
 def _first_stop(text: str, stop_strings: Sequence[str]) -> tuple[int, int]:
@@ -163,14 +191,21 @@ def hf_sampling(cfg: GenerationConfig) -> dict:
     return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
 
 
-def vllm_sampling(cfg: GenerationConfig, prompt_id: str) -> dict:
+def vllm_sampling(cfg: GenerationConfig, prompt_id: str, stop_ids: Sequence[int] = ()) -> dict:
     """vLLM's ``SamplingParams`` for one prompt: the same distribution as ``hf_sampling``
-    (top_k -1 is off in every vLLM version), seeded per prompt."""
+    (top_k -1 is off in every vLLM version), seeded per prompt; ``stop_ids``: a chat template's
+    end-of-turn token (vLLM stops at the EOS token by itself)."""
     return {"n": cfg.num_return_sequences, "temperature": cfg.temperature if cfg.do_sample else 0.0,
             "top_p": cfg.top_p if cfg.do_sample else 1.0,
             "top_k": cfg.top_k if cfg.do_sample and cfg.top_k > 0 else -1,
             "max_tokens": cfg.max_new_tokens, "seed": batch_seed(cfg.seed, prompt_id),
-            "stop": list(cfg.stop_strings) or None}
+            "stop": list(cfg.stop_strings) or None, **({"stop_token_ids": list(stop_ids)} if stop_ids else {})}
+
+
+def until_stop_token(seq: Sequence[int], stop_ids: Sequence[int]) -> list[int]:
+    """The tokens of ``seq`` before its first stop token (EOS or a chat template's end of turn)."""
+    ends = [seq.index(t) for t in stop_ids if t in seq]
+    return list(seq[: min(ends)]) if ends else list(seq)
 
 
 class Engine:
@@ -195,6 +230,12 @@ class HFEngine(Engine):
 
         self.config = config
         self.tokenizer = load_tokenizer(model_dir, padding_side="left")
+        # A row ends at the EOS token and, for a chat prompt, at the template's end-of-turn token.
+        self.stop_ids = [self.tokenizer.eos_token_id]
+        if config.chat:
+            from faithdpo.chat import stop_token_ids
+
+            self.stop_ids = stop_token_ids(self.tokenizer, model_dir)
         self.model = load_model(model_dir, trust_remote_code=config.trust_remote_code,
                                 quantization=config.quantization, dtype=config.dtype)
         # A row stops at its first stop string. Built once per job: given stop_strings, generate
@@ -214,15 +255,14 @@ class HFEngine(Engine):
         with torch.inference_mode():
             out = self.model.generate(**enc, max_new_tokens=cfg.max_new_tokens,
                                       num_return_sequences=cfg.num_return_sequences,
-                                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                                      pad_token_id=tok.pad_token_id, eos_token_id=self.stop_ids,
                                       **sampling, **self.stops)
         width, k = enc["input_ids"].shape[1], cfg.num_return_sequences
         prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
         decode = lambda seq: tok.decode(seq, skip_special_tokens=True)  # noqa: E731
         rows = []
         for j, seq in enumerate(out[:, width:].tolist()):
-            if tok.eos_token_id in seq:
-                seq = seq[: seq.index(tok.eos_token_id)]
+            seq = until_stop_token(seq, self.stop_ids)
             seq = [t for t in seq if t != tok.pad_token_id]
             rows.append({"id": ids[j // k], "candidate": j % k,
                          "summary": cut_at_stop(decode(seq), cfg.stop_strings),
@@ -258,12 +298,17 @@ class VLLMEngine(Engine):
         self.llm = LLM(model=model_dir, dtype=config.dtype or compute_dtype(), seed=config.seed,
                        trust_remote_code=config.trust_remote_code)
         self.tokenizer = self.llm.get_tokenizer()
+        self.stop_ids = []
+        if config.chat:
+            from faithdpo.chat import stop_token_ids
+
+            self.stop_ids = stop_token_ids(self.tokenizer, model_dir)
 
     def generate(self, ids: list[str], prompts: list[str]) -> list[dict]:
         from vllm import SamplingParams
 
         cfg = self.config
-        params = [SamplingParams(**vllm_sampling(cfg, pid)) for pid in ids]
+        params = [SamplingParams(**vllm_sampling(cfg, pid, self.stop_ids)) for pid in ids]
         outputs = self.llm.generate([{"prompt_token_ids": self.tokenizer(p, add_special_tokens=False)["input_ids"]}
                                      for p in prompts], params, use_tqdm=False)
         return [{"id": pid, "candidate": j, "summary": cut_at_stop(c.text, cfg.stop_strings),

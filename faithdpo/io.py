@@ -87,6 +87,19 @@ def _row_problem(row: Any, required: list[str], strings: list[str], lists: list[
     return None
 
 
+def json_lines(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of each non-blank line of a JSON Lines file; a malformed line stops
+    the read with an error naming the file and line number."""
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+
+
 def _frame(rows: list[dict], required: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(dict.fromkeys([*required, *(k for r in rows for k in r)])))
 
@@ -100,18 +113,11 @@ def read_jsonl(path: str | os.PathLike, required: list[str], strings: list[str] 
     blank lines are allowed.
     """
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-            problem = _row_problem(row, required, strings, lists, "a JSON object")
-            if problem:
-                raise ValueError(f"{path}:{lineno}: {problem}")
-            rows.append(row)
+    for lineno, row in json_lines(path):
+        problem = _row_problem(row, required, strings, lists, "a JSON object")
+        if problem:
+            raise ValueError(f"{path}:{lineno}: {problem}")
+        rows.append(row)
     return _frame(rows, required)
 
 

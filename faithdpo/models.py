@@ -147,6 +147,56 @@ def check_nf4_shapes(model, where: str) -> None:
         )
 
 
+def linear_layers(model) -> dict[str, tuple[int, int]]:
+    """Every linear layer of ``model`` by module name -> (out_features, in_features), in module
+    order: torch's nn.Linear and its subclasses (bitsandbytes' Linear4bit among them, so a 4-bit
+    model counts too) and transformers' Conv1D (GPT-2's, its weight stored transposed). For a
+    plain model, not a PeftModel (whose LoRA matrices are linear layers too)."""
+    import torch
+
+    layers = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            layers[name] = (module.out_features, module.in_features)
+        elif type(module).__name__ == "Conv1D" and hasattr(module, "nf"):
+            layers[name] = (module.nf, module.weight.shape[0])
+    return layers
+
+
+def leaf_names(names) -> list[str]:
+    """The last part of each dotted module name, once each, in first-seen order
+    ("model.layers.0.self_attn.q_proj" -> "q_proj")."""
+    return list(dict.fromkeys(name.rsplit(".", 1)[-1] for name in names))
+
+
+def meta_model(path: str, trust_remote_code: bool = False):
+    """The causal LM that ``path``'s config.json describes, built on the meta device: every layer
+    with its shapes and no weights (no memory, under a second even for a 7B model)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+
+
+def nf4_layer_shapes(model) -> dict[str, tuple[int, int]]:
+    """The (out, in) of each layer a 4-bit load quantizes (every linear layer but the output
+    embeddings, which transformers keeps unquantized), by leaf name where all the layers of that
+    name share one shape (the decoder blocks' repeats), by full name otherwise."""
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    skipped = {name for name, module in model.named_modules() if output is not None and module is output}
+    shapes = {name: shape for name, shape in linear_layers(model).items() if name not in skipped}
+    by_leaf: dict[str, set] = {}
+    for name, shape in shapes.items():
+        by_leaf.setdefault(name.rsplit(".", 1)[-1], set()).add(shape)
+    named = {}
+    for name, shape in shapes.items():
+        leaf = name.rsplit(".", 1)[-1]
+        named.setdefault(leaf if len(by_leaf[leaf]) == 1 else name, shape)
+    return named
+
+
 def nf4_config(quant_storage: str | None = None):
     """4-bit NF4 with double quantisation (QLoRA's recipe); bf16 (or fp16) compute on a GPU.
 

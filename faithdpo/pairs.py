@@ -43,9 +43,11 @@ TOKEN_COLUMNS = ["chosen_tokens", "rejected_tokens"]
 HIGHLIGHTS = -1  # the candidate index recorded when a side is the reference highlights
 
 
-def completion(text: str) -> str:
-    """A completion as it follows the prompt: one leading space, as generation produced it."""
-    return " " + text.strip()
+def completion(text: str, chat: bool = False) -> str:
+    """A completion as it follows the prompt: one leading space, as generation produced it after a
+    plain template; with ``chat`` (prompt.chat) none, as a reply starts its assistant turn.
+    Training appends the template's end-of-turn token (training.build_trainer)."""
+    return text.strip() if chat else " " + text.strip()
 
 
 def worst_candidates(scores: pd.DataFrame, rank_by: str = "badness") -> pd.DataFrame:
@@ -88,13 +90,16 @@ def _frame(ids, chosen, rejected, chosen_badness, rejected_badness, chosen_candi
     })
 
 
-def highlights_vs_worst(scores: pd.DataFrame, data: pd.DataFrame, rank_by: str = "badness") -> pd.DataFrame:
+def highlights_vs_worst(scores: pd.DataFrame, data: pd.DataFrame, rank_by: str = "badness",
+                        chosen_badness: pd.Series | None = None) -> pd.DataFrame:
     worst = worst_candidates(scores, rank_by).merge(data[["id", "highlights"]], on="id", how="inner",
                                                      validate="one_to_one")
     # The highlights are part of the reference, so they cannot hallucinate by definition
-    # (badness 0, and support 1.0 where the checker ranks).
+    # (badness 0, and support 1.0 where the checker ranks). Under scoring.reference: article they
+    # are not: ``chosen_badness`` (by id, see highlights_badness) is their measured badness.
     checked = rank_by == "checker"
-    return _frame(worst["id"], worst["highlights"], worst["summary"], [0] * len(worst), worst["badness"],
+    badness = [0] * len(worst) if chosen_badness is None else worst["id"].map(chosen_badness)
+    return _frame(worst["id"], worst["highlights"], worst["summary"], badness, worst["badness"],
                   [HIGHLIGHTS] * len(worst), worst["candidate"], chosen_support=[1.0] * len(worst) if checked else None,
                   rejected_support=worst["support"] if checked else None)
 
@@ -129,12 +134,17 @@ def swap_one(text: str, spans: list[dict], pool: dict[str, list[str]], unsupport
 
 
 def minimal_swap(scores: pd.DataFrame, data: pd.DataFrame, scorer, chosen_from: str = "highlights",
-                 seed: int = 0, rank_by: str = "badness") -> pd.DataFrame:
-    """Counterfactual pairs: the faithful text vs the same text with one item swapped."""
-    from faithdpo.scoring import entity_supported, normalize_number, reference_index, reference_number_values
+                 seed: int = 0, rank_by: str = "badness", chosen_badness: pd.Series | None = None) -> pd.DataFrame:
+    """Counterfactual pairs: the faithful text vs the same text with one item swapped. A swap is
+    unsupported by the scorer's reference (scoring.reference); ``chosen_badness``: as for
+    highlights_vs_worst."""
+    from faithdpo.scoring import (entity_supported, normalize_number, reference_index, reference_number_values,
+                                  reference_text)
 
     if chosen_from == "highlights":
-        base = pd.DataFrame({"id": data["id"], "text": data["highlights"], "badness": 0, "candidate": HIGHLIGHTS})
+        badness = 0 if chosen_badness is None else data["id"].map(chosen_badness).to_numpy()
+        base = pd.DataFrame({"id": data["id"], "text": data["highlights"], "badness": badness,
+                             "candidate": HIGHLIGHTS})
     else:
         # the chosen text must be faithful by both judges: badness 0, then the best supported
         clean = scores if rank_by == "badness" else scores[scores["badness"] == 0]
@@ -161,7 +171,7 @@ def minimal_swap(scores: pd.DataFrame, data: pd.DataFrame, scorer, chosen_from: 
     for (pid, text, badness, cand, article, highlights), items in zip(
         base[["id", "text", "badness", "candidate", "article", "highlights"]].itertuples(index=False), spans
     ):
-        reference = f"{article}\n{highlights}"
+        reference = reference_text(article, highlights, scorer.config.reference)
         index, values = reference_index(reference), reference_number_values(reference, scorer.number_re)
 
         def unsupported(kind, item, index=index, values=values):
@@ -169,6 +179,10 @@ def minimal_swap(scores: pd.DataFrame, data: pd.DataFrame, scorer, chosen_from: 
                 return normalize_number(item) not in values
             return not entity_supported(item, index, kind)
 
+        if scorer.config.reference == "article":
+            # the highlights may state what the article does not: swapping such an item adds no
+            # hallucination, so only an item the article supports is swapped
+            items = [item for item in items if not unsupported(item["kind"], item["text"])]
         swapped = swap_one(text, items, pool, unsupported, random.Random(f"{seed}/{pid}"))
         if swapped:
             rows.append((pid, text, swapped[0], badness, cand, swapped[1], article, highlights))
@@ -182,25 +196,39 @@ def minimal_swap(scores: pd.DataFrame, data: pd.DataFrame, scorer, chosen_from: 
                   out["chosen_candidate"], out["chosen_candidate"], out["swap"])
 
 
+def highlights_badness(data: pd.DataFrame, scorer) -> pd.Series:
+    """The badness of each article's highlights read as a summary (by id), scored by ``scorer``
+    against ``data``'s article (as the prompt gave it). Under scoring.reference: article the
+    highlights are no longer part of the reference and can state what the article does not."""
+    highlights = data["highlights"].to_numpy()
+    scored = scorer.score(pd.DataFrame({"article": data["article"].to_numpy(), "highlights": highlights,
+                                        "summary": highlights}))
+    return pd.Series(scored["badness"].to_numpy(), index=data["id"].to_numpy())
+
+
 def build_pairs(strategy: str, scores: pd.DataFrame, prompts: pd.DataFrame, data: pd.DataFrame, scorer=None,
-                chosen_from: str = "highlights", seed: int = 0, rank_by: str = "badness") -> pd.DataFrame:
+                chosen_from: str = "highlights", seed: int = 0, rank_by: str = "badness",
+                chat: bool = False, highlights_badness: pd.Series | None = None) -> pd.DataFrame:
     """One pair per article by ``strategy``, candidates ranked by ``rank_by`` (badness, or the
-    checker's ``support`` column), in data order, with its prompt."""
+    checker's ``support`` column), in data order, with its prompt (the prompts file's, as written:
+    with ``chat`` the rendered chat template) and both sides as completions of it.
+    ``highlights_badness``: the highlights' measured badness by id, for a highlights chosen side
+    under scoring.reference: article (:func:`highlights_badness`); None: 0, as the reference holds them."""
     if rank_by not in RANK_BY:
         raise ValueError(f"pairs.rank_by = {rank_by!r}; allowed: {', '.join(RANK_BY)}")
     if strategy == "highlights_vs_worst":
-        pairs = highlights_vs_worst(scores, data, rank_by)
+        pairs = highlights_vs_worst(scores, data, rank_by, highlights_badness)
     elif strategy == "best_vs_worst":
         pairs = best_vs_worst(scores, data, rank_by)
     elif strategy == "minimal_swap":
-        pairs = minimal_swap(scores, data, scorer, chosen_from, seed, rank_by)
+        pairs = minimal_swap(scores, data, scorer, chosen_from, seed, rank_by, highlights_badness)
     else:
         raise ValueError(f"pairs.strategy = {strategy!r}; allowed: {', '.join(STRATEGIES)}")
     pairs = pairs.merge(prompts[["id", "prompt"]], on="id", how="inner", validate="one_to_one")
     order = {pid: i for i, pid in enumerate(data["id"])}
     pairs = pairs.sort_values("id", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
-    pairs["chosen"] = pairs["chosen"].map(completion)
-    pairs["rejected"] = pairs["rejected"].map(completion)
+    pairs["chosen"] = pairs["chosen"].map(lambda t: completion(t, chat))
+    pairs["rejected"] = pairs["rejected"].map(lambda t: completion(t, chat))
     types = {"chosen_badness": "int64", "rejected_badness": "int64", "chosen_candidate": "int64",
              "rejected_candidate": "int64", "swap": "string", "chosen_support": "float64",
              "rejected_support": "float64"}
@@ -307,7 +335,7 @@ def select_pairs(scores: str, prompts: str, data: str, model_dir: str, output: s
                  max_length_diff: float | None = None, dedupe: bool = True, min_pairs: int = 1,
                  on_cut_tail: str = "drop", scoring: dict | None = None, seed: int = 0, rank_by: str = "badness",
                  min_support_margin: float = 0.5, checks: str | None = None,
-                 checker_threshold: float = 0.5) -> pd.DataFrame:
+                 checker_threshold: float = 0.5, chat: bool = False) -> pd.DataFrame:
     """Read the candidate scores, write the DPO dataset (prompt/chosen/rejected) as parquet,
     and the selection summary (JSON) that decides whether the experiment trains.
 
@@ -315,7 +343,8 @@ def select_pairs(scores: str, prompts: str, data: str, model_dir: str, output: s
     chosen sides stating facts only the cut tail supports are counted, and dropped unless
     ``on_cut_tail`` is "keep". The token lengths of both sides are stored too: the report uses
     them to show how far length alone could separate the pairs. With ``rank_by: checker``,
-    ``checks`` holds the checker's support of every candidate (faithdpo.checker).
+    ``checks`` holds the checker's support of every candidate (faithdpo.checker). ``chat``
+    (prompt.chat): the prompts are a chat template's text, and the sides start without a space.
     """
     from faithdpo.scoring import given_references
     from faithdpo.tokens import count_tokens, load_text_tokenizer
@@ -334,16 +363,23 @@ def select_pairs(scores: str, prompts: str, data: str, model_dir: str, output: s
     prompts_df = read_parquet(prompts, ["id", "prompt", "article"])
     data_df = given_references(full_df, prompts_df)  # the article as the prompt gave it
     truncated = bool((data_df["article"] != data_df["id"].map(full_df.set_index("id")["article"])).any())
+    # The highlights as the chosen side are badness 0 while they are part of the reference; under
+    # scoring.reference: article they are scored like any summary (highlights_badness).
+    chosen_highlights = (strategy == "highlights_vs_worst"
+                         or (strategy == "minimal_swap" and chosen_from == "highlights"))
+    score_highlights = chosen_highlights and (scoring or {}).get("reference") == "article"
     scorer = None
-    if strategy == "minimal_swap" or truncated:
+    if strategy == "minimal_swap" or truncated or score_highlights:
         from faithdpo.scoring import Scorer, ScoringConfig
 
         scorer = Scorer(ScoringConfig(**(scoring or {})))
-    pairs = build_pairs(strategy, score_df, prompts_df, data_df, scorer, chosen_from, seed, rank_by)
+    measured = highlights_badness(data_df, scorer) if score_highlights else None
+    pairs = build_pairs(strategy, score_df, prompts_df, data_df, scorer, chosen_from, seed, rank_by, chat, measured)
     tokenizer = load_text_tokenizer(model_dir)
     pairs["chosen_tokens"] = count_tokens(pairs["chosen"], tokenizer)
     pairs["rejected_tokens"] = count_tokens(pairs["rejected"], tokenizer)
     built = len(pairs)
+    unsupported_built = int((pairs["chosen_badness"] > 0).sum()) if score_highlights else 0
     without = articles_without_pair(strategy, score_df, pairs["id"], rank_by)
     tail = (chosen_from_cut_tail(pairs, data_df[["id", "article"]], full_df[["id", "article"]], scorer)
             if truncated else pd.Series(False, index=pairs.index))
@@ -360,6 +396,14 @@ def select_pairs(scores: str, prompts: str, data: str, model_dir: str, output: s
     summary = selection_summary(strategy, n_articles, built, without, dropped, len(pairs), min_pairs)
     summary["chosen_from_cut_tail"] = {"pairs": int(tail.sum()), "action": on_cut_tail}
     summary["rank_by"] = rank_by
+    if score_highlights:
+        kept = int((pairs["chosen_badness"] > 0).sum())
+        summary["chosen_highlights_unsupported"] = {"built": unsupported_built, "kept": kept}
+        if unsupported_built:
+            log.warning("%d of %d chosen highlights state an entity or number the article does not support "
+                        "(scoring.reference: article); their pairs carry the measured badness, pairs.min_margin "
+                        "kept %d. pairs.strategy: best_vs_worst chooses badness-0 candidates instead",
+                        unsupported_built, built, kept)
     if on_cut_tail == "keep" and tail.any():
         log.warning("%d chosen side(s) state facts that only the cut tail of their article supports; kept "
                     "(pairs.on_cut_tail: keep)", int(tail.sum()))

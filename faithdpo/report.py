@@ -66,12 +66,15 @@ def quality(base: pd.Series, dpo: list[tuple[int, pd.Series]], highlights: pd.Se
 
 
 def training_summary(history: list[dict]) -> dict:
-    """First/final loss, its drop in %, and the final reward accuracy and margin."""
+    """First/final loss, its drop in %, the final reward accuracy and margin, and the layers LoRA
+    adapted (the entry train_dpo writes before the trainer's; None in an older log)."""
     steps = [h for h in history if "loss" in h]
+    targets = next((h["lora_target_modules"] for h in history if "lora_target_modules" in h), None)
     if not steps:
-        return {"steps": 0}
+        return {"steps": 0, "lora_target_modules": targets}
     first, final = steps[0]["loss"], steps[-1]["loss"]
     return {
+        "lora_target_modules": targets,
         "steps": steps[-1].get("step", len(steps)),
         "first_loss": first,
         "final_loss": final,
@@ -127,6 +130,10 @@ def selection_section(sel: dict) -> list[str]:
               "badness": " (candidates ranked by badness)"}.get(sel.get("rank_by"), "")
     lines += [f"| Pairs made by `{sel['strategy']}`{ranked} | {sel['built']} |"]
     lines += [f"| Dropped: {name.replace('_', ' ')} | {count} |" for name, count in sel["dropped"].items()]
+    unsupported = sel.get("chosen_highlights_unsupported")
+    if unsupported:
+        lines += [f"| Kept: chosen highlights stating an item the article does not support (`scoring.reference: "
+                  f"article`; their measured badness counts in the margin) | {unsupported['kept']} |"]
     tail = sel.get("chosen_from_cut_tail", {})
     if tail.get("action") == "keep":
         lines += [f"| Kept (`pairs.on_cut_tail: keep`): chosen side states facts only in the article's cut tail "
@@ -151,9 +158,9 @@ def _seed_rows(row: dict, p_key: str, alpha: float) -> list[str]:
     return lines
 
 
-def rates_section(metrics: dict) -> list[str]:
+def rates_section(metrics: dict, reference: str = "article_and_highlights") -> list[str]:
     """The primary table (Holm family), the secondary one (unadjusted), the pooled deltas and the
-    faithful-or-terse check; or the base model alone."""
+    faithful-or-terse check; or the base model alone. ``reference``: scoring.reference."""
     alpha, level, rows = metrics["alpha"], fmt_level(metrics["alpha"]), metrics["comparison"]
     if not metrics["trained"]:
         lines = ["| Metric | Base |", "|---|---:|"]
@@ -206,7 +213,10 @@ def rates_section(metrics: dict) -> list[str]:
         "summaries are rates (McNemar's test and Tango intervals, as above; power at alpha itself). Per-summary rows: "
         "the mean count of distinct hallucinated items. Precision-source (Nan et al. 2021): of the summaries' "
         "entities (numbers), the share the reference supports; as for the rates, the reference is the article as "
-        "the prompt gave it and the highlights (Nan et al.'s source is the article alone). Recall-target: of the "
+        + ("the prompt gave it and the highlights (Nan et al.'s source is the article alone). "
+           if reference == "article_and_highlights" else
+           "the prompt gave it, alone (`scoring.reference: article`, as Nan et al.'s source). ")
+        + "Recall-target: of the "
         "highlights' entities (numbers), the share the summary keeps, by the same matching rules with the summary "
         "as the reference. Both are pooled over items: a summary with no items adds nothing to a precision, and "
         "one that keeps none of the highlights' items adds its misses to the recall. Counts and ratios are tested "
@@ -260,9 +270,12 @@ def terse_lines(rows: list[dict]) -> list[str]:
 
 def training_section(metrics: dict, figures: dict[str, str]) -> list[str]:
     p, runs = metrics["pairs"], metrics["training"]
-    lines = ["## DPO training", "", f"{p['pairs']} preference pairs; one training run per seed.", "",
-             "| Seed | Optimizer steps | Loss (final) | Loss drop | Reward accuracy (final) | Reward margin (final) |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["## DPO training", "", f"{p['pairs']} preference pairs; one training run per seed.", ""]
+    targets = {", ".join(run["lora_target_modules"]) for run in runs if run.get("lora_target_modules")}
+    if targets:  # the same for every seed: one model, one config
+        lines += [f"LoRA target modules: {'; '.join(sorted(targets))}.", ""]
+    lines += ["| Seed | Optimizer steps | Loss (final) | Loss drop | Reward accuracy (final) | Reward margin (final) |",
+              "|---|---:|---:|---:|---:|---:|"]
     for run in runs:
         if run.get("steps"):
             lines.append(f"| {run['seed']} | {run['steps']} | {run['final_loss']:.4f} | {run['loss_drop_pct']:.1f}% | "
@@ -332,7 +345,8 @@ def render(metrics: dict, config: dict, links: dict[str, str], figures: dict[str
             f"strategy `{strategy}`. **Not trained**: {sel['reason']}. The base model's {n} validation summaries "
             "are shown alone; lower `pairs.min_pairs`, loosen the filters or change the strategy to train it.",
         ]
-    lines += ["", "## Hallucination on the validation sample", ""] + rates_section(metrics)
+    reference = config.get("scoring", {}).get("reference", "article_and_highlights")
+    lines += ["", "## Hallucination on the validation sample", ""] + rates_section(metrics, reference)
     lines += [
         f"![Hallucination rates]({figures['rates']})",
         "",
@@ -379,7 +393,7 @@ def render(metrics: dict, config: dict, links: dict[str, str], figures: dict[str
     lines += [f"**Warning:** {w}" for w in p["warnings"]] + ([""] if p["warnings"] else [])
     lines += [f"![Pair lengths]({figures['pair_lengths']})", ""]
     if metrics.get("checker"):
-        lines += checker_section(metrics["checker"], fmt_level(metrics["alpha"]))
+        lines += checker_section(metrics["checker"], fmt_level(metrics["alpha"]), reference)
     if trained:
         lines += training_section(metrics, figures)
     lines += data_section(metrics["data"], config.get("prompt", {}).get("over_budget", "truncate"))
@@ -402,8 +416,8 @@ def checker_summary(base: pd.DataFrame, dpo: dict[int, pd.DataFrame], threshold:
             "examples": disagreements(pooled, threshold, n_examples)}
 
 
-def checker_section(summary: dict, level: str) -> list[str]:
-    """The 2 x 2 agreement table, kappa, and the disagreements."""
+def checker_section(summary: dict, level: str, reference: str = "article_and_highlights") -> list[str]:
+    """The 2 x 2 agreement table, kappa, and the disagreements. ``reference``: scoring.reference."""
     t, n = summary["table"], summary["summaries"]
     kappa = ("undefined (one of them flags every summary or none)" if summary["kappa"] is None else
              f"{summary['kappa']:.2f} [{summary['kappa_low']:.2f}, {summary['kappa_high']:.2f}]")
@@ -416,8 +430,12 @@ def checker_section(summary: dict, level: str) -> list[str]:
         f"| Regex + NER: flagged | {t['both']} | {t['regex_only']} |",
         f"| Regex + NER: clean | {t['checker_only']} | {t['neither']} |", "",
         f"Cohen's kappa {kappa} ({level} bootstrap interval, articles resampled with all their summaries). "
-        "They judge against different evidence: regex + NER accept an entity or number found in the article or in "
-        "the reference highlights; the checker reads the article (as the prompt gave it) alone. Regex + NER see "
+        + ("They judge against different evidence: regex + NER accept an entity or number found in the article or "
+           "in the reference highlights; the checker reads the article (as the prompt gave it) alone. "
+           if reference == "article_and_highlights" else
+           "Both judge against the article as the prompt gave it, alone (`scoring.reference: article`): regex + NER "
+           "accept an entity or number found there, and the checker reads it. ")
+        + "Regex + NER see "
         "invented names and figures; the checker also sees claims that misuse the article's own names and figures "
         "(roles swapped, a negation), and can miss what its training did not cover. An empty summary claims "
         "nothing: neither flags it (support 1.0); punctuation-only and looping summaries are judged as written.", "",

@@ -1,7 +1,8 @@
 """Scoring stage: hallucination scoring, numbers by regex and named entities by spaCy NER.
 
 A summary's number or entity is *hallucinated* when the reference (article plus
-reference highlights) does not support it. ``badness`` weighs the two counts
+reference highlights, or the article alone under ``scoring.reference: article``) does not
+support it. ``badness`` weighs the two counts
 (by default ``2 x numbers + 1 x entities``), and pair selection ranks candidates by it.
 The highlights' own items, and those a summary keeps, give the entity-level recall-target of
 Nan et al. (2021), for entities and numbers alike (see :meth:`Scorer.score`).
@@ -288,7 +289,7 @@ class Reference:
 
 
 def reference_index(text: str) -> Reference:
-    """Index a reference (article + highlights) once for every entity checked against it."""
+    """Index a reference (:func:`reference_text`) once for every entity checked against it."""
     folded = fold_text(text)
     lowered = folded.casefold()
     counts = Counter(_WORD.findall(lowered))
@@ -374,6 +375,21 @@ class ScoringConfig:
     weight_entities: int = 1
     batch_size: int = 256
     n_process: int = 1
+    reference: str = "article_and_highlights"
+
+
+# scoring.reference: what supports a summary's items, the article (as the prompt gave it) with the
+# reference highlights (the original recipe's) or alone.
+REFERENCES = ("article_and_highlights", "article")
+
+
+def reference_text(article: str, highlights: str, reference: str = "article_and_highlights") -> str:
+    """The text a summary's numbers and entities are checked against (scoring.reference)."""
+    if reference == "article_and_highlights":
+        return f"{article}\n{highlights}"
+    if reference == "article":
+        return f"{article}"
+    raise ValueError(f"scoring.reference = {reference!r}; allowed: {', '.join(REFERENCES)}")
 
 
 @contextlib.contextmanager
@@ -484,6 +500,7 @@ class Scorer:
 
     def __init__(self, config: ScoringConfig = ScoringConfig()):
         self.config = config
+        reference_text("", "", config.reference)  # an unknown scoring.reference stops here
         self.labels = frozenset(config.ner_labels)
         self.number_re = compile_number_pattern(config.number_pattern)
         self.nlp = load_spacy(config.spacy_model)
@@ -518,6 +535,9 @@ class Scorer:
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Add the score columns to a frame with ``article``, ``highlights``, ``summary``.
 
+        A summary's items are checked against the article and the highlights, or with
+        ``reference: article`` the article alone (:func:`reference_text`).
+
         ``target_entities``/``target_numbers`` are the highlights' items, extracted as a summary's
         are; ``kept_entities``/``kept_numbers`` are those the summary supports, by the same rules
         with the summary as the reference. They feed recall-target (Nan et al., 2021): the share of
@@ -529,7 +549,8 @@ class Scorer:
                 raise ValueError(f"scoring needs a {col!r} column; got {list(frame.columns)}")
         summaries = [s if isinstance(s, str) else "" for s in frame["summary"]]
         highlights = [h if isinstance(h, str) else "" for h in frame["highlights"]]
-        references = [f"{a}\n{h}" for a, h in zip(frame["article"], frame["highlights"])]
+        references = [reference_text(a, h, self.config.reference)
+                      for a, h in zip(frame["article"], frame["highlights"])]
         index_of = {ref: reference_index(ref) for ref in set(references)}
         numbers_of = {ref: reference_number_values(ref, self.number_re) for ref in index_of}
         targets = list(dict.fromkeys(highlights))
@@ -616,9 +637,9 @@ def prompt_references(data: str, prompts: str | None) -> pd.DataFrame:
 def score_file(summaries: str, data: str, output: str, prompts: str | None = None, **params) -> pd.DataFrame:
     """Score a generated-summaries parquet against its split's articles; write parquet.
 
-    The reference is the article as given in ``prompts`` (+ highlights), or the full one
-    without them. The output keeps the summaries' columns and adds :data:`SCORE_COLUMNS`;
-    articles stay in the data file and are joined back on ``id`` when needed.
+    The reference is the article as given in ``prompts`` (+ highlights unless ``reference`` is
+    "article"), or the full one without them. The output keeps the summaries' columns and adds
+    :data:`SCORE_COLUMNS`; articles stay in the data file and are joined back on ``id`` when needed.
     """
     from faithdpo.io import read_parquet, write_parquet
 

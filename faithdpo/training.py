@@ -3,7 +3,8 @@
 With a ``peft_config`` and no ``ref_model``, TRL uses the base model with the
 adapters disabled as the reference: no second copy of the weights, which is what a
 4-bit run wants. The trainer's log history (loss, rewards/accuracies,
-rewards/margins, logps/chosen|rejected) is saved for the report. With
+rewards/margins, logps/chosen|rejected) is saved for the report, after the layers LoRA adapted
+(training.lora_target_modules, ``auto`` resolved by inspecting the model). With
 ``num_processes`` > 1 the job trains through accelerate's launcher (faithdpo.launch).
 """
 
@@ -36,7 +37,8 @@ class TrainingConfig:
     lora_dropout: float = 0.05
     # TRL's DPOConfig zeroes every dropout, LoRA's included, unless told not to.
     disable_dropout: bool = False
-    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    # "auto": the model's attention projections (resolve_target_modules), or a list of layer names.
+    lora_target_modules: str | list[str] = "auto"
     per_device_train_batch_size: int = 2
     gradient_accumulation_steps: int = 4
     max_length: int = 1536
@@ -70,6 +72,73 @@ class TrainingConfig:
     def __post_init__(self):
         if self.adapter_dtype not in ADAPTER_DTYPES:
             raise ValueError(f"training.adapter_dtype = {self.adapter_dtype!r}; allowed: {', '.join(ADAPTER_DTYPES)}")
+        targets = self.lora_target_modules
+        if targets != AUTO and not (isinstance(targets, (list, tuple)) and targets
+                                    and all(isinstance(t, str) and t for t in targets)):
+            raise ValueError(f"training.lora_target_modules = {targets!r}; allowed: auto, or a non-empty list of "
+                             "the model's linear layer names such as [q_proj, v_proj]")
+
+
+AUTO = "auto"
+# What training.lora_target_modules: auto adapts: the first of these sets of attention
+# projections whose every name is a linear layer of the model.
+AUTO_TARGET_MODULES = (
+    ("q_proj", "k_proj", "v_proj", "o_proj"),  # Qwen2, Llama, Mistral, Gemma
+    ("qkv_proj", "o_proj"),  # Phi-3: query, key and value in one fused projection
+)
+
+
+def resolve_target_modules(requested: str | list[str], linear_names: list[str], model: str = "the model") -> list[str]:
+    """The modules that get LoRA adapters, from ``requested`` (training.lora_target_modules) and
+    ``linear_names``, the module names of the model's linear layers (full or leaf names).
+
+    ``auto``: the first set of AUTO_TARGET_MODULES the model has. A list is kept as given, once
+    each of its names is a linear layer of the model as PEFT matches it (the whole module name
+    or its dotted tail). Otherwise a ValueError naming the key, ``model`` and its linear layers
+    (leaf names, once each): before training, not deep inside PEFT.
+    """
+    from faithdpo.models import leaf_names
+
+    leaves = leaf_names(linear_names)
+    layers = f"{model}'s linear layers are {', '.join(leaves) or 'none'}"
+    if requested == AUTO:
+        for names in AUTO_TARGET_MODULES:
+            if set(names) <= set(leaves):
+                return list(names)
+        known = "; ".join(", ".join(names) for names in AUTO_TARGET_MODULES)
+        raise ValueError(f"training.lora_target_modules is auto, but {model} has none of the attention projections "
+                         f"auto knows ({known}): {layers}. Set training.lora_target_modules to a list of them.")
+    missing = [t for t in requested if not any(n == t or n.endswith("." + t) for n in linear_names)]
+    if missing:
+        raise ValueError(f"training.lora_target_modules names {', '.join(missing)}, which {model} does not have: "
+                         f"{layers}. Name some of these, or set training.lora_target_modules: auto.")
+    return list(requested)
+
+
+def target_modules_of(requested: str | list[str], model, name: str = "the model") -> list[str]:
+    """resolve_target_modules over a loaded model's linear layers (4-bit ones included)."""
+    from faithdpo.models import linear_layers
+
+    return resolve_target_modules(requested, list(linear_layers(model)), name)
+
+
+def model_target_modules(requested: str | list[str], model_dir: str, trust_remote_code: bool = False) -> list[str]:
+    """resolve_target_modules for the model in ``model_dir``, read from its config.json on the meta
+    device (models.meta_model: no weights loaded). A model that cannot be built there keeps an
+    explicit list unchecked (PEFT checks it when training starts); auto needs it."""
+    from faithdpo.models import meta_model
+
+    try:
+        model = meta_model(model_dir, trust_remote_code)
+    except Exception as exc:
+        if requested == AUTO:
+            raise ValueError(f"training.lora_target_modules is auto, but the model in {model_dir} cannot be inspected "
+                             f"({type(exc).__name__}: {exc}): set training.lora_target_modules to a list of its "
+                             "attention layers' names.") from exc
+        log.warning("cannot inspect the model in %s (%s); training.lora_target_modules %s unchecked",
+                    model_dir, exc, requested)
+        return list(requested)
+    return target_modules_of(requested, model, f"model {model_dir} ({model.config.model_type})")
 
 
 def precision(dtype: str) -> dict:
@@ -227,22 +296,27 @@ def set_adapter_dtype(model, dtype: str) -> int:
 
 
 def build_trainer(cfg: TrainingConfig, df, model_dir: str, output_dir: str, on_gpu: bool,
-                  run_name: str | None = None, quant_storage: str | None = None):
+                  run_name: str | None = None, quant_storage: str | None = None,
+                  target_modules: list[str] | None = None):
     """TRL's DPOTrainer over ``df`` (prompt/chosen/rejected), adapter weights in ``cfg.adapter_dtype``.
 
     ``quant_storage``: the dtype 4-bit weights are stored in, when FSDP or ZeRO-3 shards them.
+    ``target_modules``: the layers LoRA adapts, as train_dpo resolved them; by default resolved
+    here from ``cfg.lora_target_modules`` (model_target_modules).
     """
     import datasets
     from peft import LoraConfig
 
     from faithdpo.models import load_tokenizer, nf4_config
 
+    if target_modules is None:
+        target_modules = model_target_modules(cfg.lora_target_modules, model_dir, cfg.trust_remote_code)
     tokenizer = load_tokenizer(model_dir, padding_side="right")
     peft_config = LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
-        target_modules=list(cfg.lora_target_modules),
+        target_modules=list(target_modules),
         task_type="CAUSAL_LM",
     )
     trainer = dpo_trainer_class()(
@@ -260,7 +334,7 @@ def build_trainer(cfg: TrainingConfig, df, model_dir: str, output_dir: str, on_g
 
 def train_dpo(pairs: str, model_dir: str, adapter_dir: str, log_history: str, device: str = "cpu",
               rule: str = "train_dpo", run_name: str | None = None, tracking_dir: str | None = None,
-              gpu_memory: str | None = None, threads: int = 1, **params) -> list[dict]:
+              gpu_memory: str | None = None, threads: int = 1, chat: bool = False, **params) -> list[dict]:
     """Train a LoRA adapter with DPO on ``pairs`` (prompt/chosen/rejected); save it and the log.
 
     ``device: cuda`` stops at once without a CUDA device (models.require_device). Checkpoints
@@ -269,6 +343,8 @@ def train_dpo(pairs: str, model_dir: str, adapter_dir: str, log_history: str, de
     trains in that many processes through accelerate (faithdpo.launch), the same otherwise.
     ``run_name`` names the run in the trackers, which write under ``tracking_dir`` (trackers.tracking_env).
     ``gpu_memory``: where the peak GPU memory is recorded (gpu_memory.gpu_peak_memory).
+    ``chat`` (prompt.chat): the prompts are a chat template's text; both sides of each pair end
+    with its end-of-turn token (chat_pairs).
     """
     from faithdpo.gpu_memory import combine_gpu_records, gpu_peak_memory
     from faithdpo.models import check_model_dir, require_device
@@ -280,13 +356,18 @@ def train_dpo(pairs: str, model_dir: str, adapter_dir: str, log_history: str, de
     if on_gpu:
         require_gpus(cfg.num_processes, rule)
     check_model_dir(model_dir)
+    # auto resolved, and every name checked against the model's layers, before anything trains
+    targets = model_target_modules(cfg.lora_target_modules, model_dir, cfg.trust_remote_code)
+    log.info("LoRA target modules: %s (training.lora_target_modules: %s)", ", ".join(targets),
+             cfg.lora_target_modules if cfg.lora_target_modules == AUTO else "as listed")
     if read_parquet(pairs, ["prompt"]).empty:
         raise ValueError(f"{pairs} holds no preference pairs: every candidate had badness 0, nothing to train on")
     # The trainer's checkpoints, beside the adapter (see io.progress_dir).
     # An accelerate config's content is part of what the checkpoints were made under.
     settings_files = [cfg.accelerate_config] if cfg.accelerate_config else []
     checkpoints = progress_dir(Path(adapter_dir).with_name(f".{Path(adapter_dir).name}.checkpoints"),
-                               inputs_fingerprint([pairs, *settings_files], model_dir, result_settings(cfg)))
+                               inputs_fingerprint([pairs, *settings_files], model_dir,
+                                                  {**result_settings(cfg), **({"chat": True} if chat else {})}))
     resume = last_checkpoint(checkpoints, cfg.num_processes)
     if cfg.precompute_ref_log_probs and cfg.quantization == "nf4" and not on_gpu:
         raise ValueError(
@@ -303,6 +384,7 @@ def train_dpo(pairs: str, model_dir: str, adapter_dir: str, log_history: str, de
         "pairs": pairs, "model_dir": model_dir, "adapter_dir": adapter_dir, "log_history": log_history,
         "checkpoints": str(checkpoints), "resume": str(resume) if resume else None, "on_gpu": on_gpu,
         "run_name": run_name, "tracking_dir": tracking_dir, "params": asdict(cfg), "quant_storage": quant_storage(cfg),
+        "target_modules": targets, "chat": chat,
     }
     if launch.launched(cfg.num_processes, cfg.accelerate_config):
         run_dir = checkpoints / "launch"
@@ -342,14 +424,37 @@ def quant_storage(cfg: TrainingConfig) -> str | None:
     return compute_dtype()
 
 
+def chat_pairs(df, model_dir: str):
+    """The pairs of a chat run (prompt.chat) as TRL gets them: plain text, the prompt as the prompts
+    file holds it (the rendered chat template), both sides ending with the template's end-of-turn
+    token, so that the model learns to end its turn where generation stops it.
+
+    TRL's conversational format would render the template again at training time, and appends no
+    EOS, while generation and the pairs use the prompt file's text: one text everywhere instead.
+    TRL appends the EOS token to a plain-text side unless it ends with it already (the end-of-turn
+    token is the EOS token of most chat tokenizers, as Qwen2.5-Instruct's). A BOS that the template
+    writes and the tokenizer adds again is left to the tokenizer (chat.without_added_bos).
+    """
+    from faithdpo.chat import end_of_turn, without_added_bos
+    from faithdpo.models import load_tokenizer
+
+    tokenizer = load_tokenizer(model_dir, padding_side="right")
+    eot = end_of_turn(tokenizer, model_dir)
+    log.info("chat prompts: both sides of each pair end with the end-of-turn token %r", eot)
+    return df.assign(prompt=df["prompt"].map(lambda p: without_added_bos(p, tokenizer)),
+                     chosen=df["chosen"] + eot, rejected=df["rejected"] + eot)
+
+
 def run_training(job: dict) -> None:
     """Train ``job`` (as train_dpo builds it) in this process: the only one, or one of the
     launched ones. The main process alone writes the adapter and the log history."""
     cfg = TrainingConfig(**job["params"])
     df = read_parquet(job["pairs"], ["prompt", "chosen", "rejected"])
+    if job.get("chat"):
+        df = chat_pairs(df, job["model_dir"])
     with trackers.tracking_env(job["tracking_dir"] if trackers.trackers(cfg.report_to) else None):
         trainer = build_trainer(cfg, df, job["model_dir"], job["checkpoints"], job["on_gpu"], job["run_name"],
-                                job["quant_storage"])
+                                job["quant_storage"], job["target_modules"])
         four_bit = sum(type(m).__module__.startswith("bitsandbytes") for m in trainer.model.modules())
         world = trainer.args.world_size
         log.info("training on %d pairs in %d process(es), global batch %d (%d per device x %d accumulation x %d); "
@@ -360,7 +465,8 @@ def run_training(job: dict) -> None:
         trainer.train(resume_from_checkpoint=job["resume"])
     save_adapter(trainer, job["adapter_dir"], Path(job["checkpoints"]) / "adapter")
     if trainer.is_world_process_zero():
-        write_json(trainer.state.log_history, job["log_history"])
+        # the trainer's log, after the layers LoRA adapted (the report shows them)
+        write_json([{"lora_target_modules": job["target_modules"]}, *trainer.state.log_history], job["log_history"])
 
 
 def save_adapter(trainer, adapter_dir: str, staging: Path) -> None:

@@ -40,7 +40,8 @@ def in_the_repository(monkeypatch):
 
 
 @pytest.mark.parametrize("base", ["config/config.yaml", "config/demo.yaml", ".test/config.yaml",
-                                  "config/demo-dev.yaml", "config/cluster-7b.yaml", "config/gpu-80gb.yaml"])
+                                  "config/demo-dev.yaml", "config/cluster-7b.yaml", "config/gpu-80gb.yaml",
+                                  "config/xsum.yaml"])
 def test_the_shipped_configs_pass(base):
     check_config(config_with({}, base), SCHEMA)
 
@@ -51,7 +52,8 @@ def test_the_shipped_configs_pass(base):
     ({"experiments": {"x": {"training": {"lora_r": 0}}}}, r"experiments\.x: training\.lora_r = 0: 0 is less than the minimum of 1"),
     ({"experiments": {"x": {"pairs": {"stratgy": "best_vs_worst"}}}}, r"experiments\.x: pairs = .*'stratgy' was unexpected"),
     ({"data": {"source": "local", "dir": "nowhere"}},
-     r"data\.source is 'local' but nowhere/train\.parquet does not exist: place train\.parquet"),
+     r"data\.dir = 'nowhere', the train split \(data\.splits\.train = 'train'\): no train\.parquet, train\.jsonl or "
+     r"train\.csv there\. Place one in data\.dir"),
     ({"model": {"source": "local", "path": "no_model"}}, r"model\.path = 'no_model': model directory no_model does not exist"),
     ({"model": {"source": "local", "path": None}}, r"model\.source is 'local' but model\.path is not set"),
     ({"training": {"num_nodes": 2}},
@@ -120,3 +122,72 @@ def test_an_experiments_accelerate_config_is_read_from_its_path(tmp_path):
     override = {"experiments": {"multi": {"training": {"accelerate_config": str(path)}}}}
     with pytest.raises(ValueError, match=r"distributed_type is 'MULTI_CPU'; allowed: MULTI_GPU, FSDP, DEEPSPEED"):
         check_config(config_with(override), SCHEMA)
+
+
+# Any summarization set (data.columns, data.splits, Parquet, JSON Lines or CSV): a local set is
+# checked from each file's schema or header before any job.
+def write_set(folder, files: dict[str, str]) -> str:
+    """``files``: name -> content, written into ``folder``."""
+    folder.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return str(folder)
+
+
+NEWSROOM = {"train.jsonl": '{"story": "A.", "standfirst": "a"}\n' * 3,
+            "test.csv": "story,standfirst,slug\nB.,b,007\nC.,c,010\n"}
+
+
+def local_set(folder, **data) -> dict:
+    return {"data": {"source": "local", "dir": folder, "n_train": 2, "n_validation": 2,
+                     "splits": {"validation": "test"}, "columns": {"id": None, "article": "story",
+                                                                  "highlights": "standfirst"}, **data}}
+
+
+def test_a_local_set_in_its_own_names_and_formats_passes(tmp_path):
+    check_config(config_with(local_set(write_set(tmp_path / "d", NEWSROOM))), SCHEMA)
+
+
+def test_a_column_a_local_file_lacks_is_named_with_the_columns_found(tmp_path):
+    folder = write_set(tmp_path / "d", NEWSROOM)
+    override = merge_config(local_set(folder), {"data": {"columns": {"id": "slug"}}})
+    message = (f"{tmp_path / 'd' / 'train.jsonl'}: data.columns.id = 'slug' is not one of its columns. "
+               "Its columns: ['story', 'standfirst']")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_config(config_with(override), SCHEMA)
+
+
+def test_a_bad_csv_column_is_caught_from_the_header_alone(tmp_path):
+    """The header is all the check reads: the rows below it may be anything."""
+    folder = write_set(tmp_path / "d", {**NEWSROOM, "test.csv": "story,summary\n\"never closed\n"})
+    with pytest.raises(ValueError, match=re.escape(
+            f"{tmp_path / 'd' / 'test.csv'}: data.columns.highlights = 'standfirst' is not one of its columns. "
+            "Its columns: ['story', 'summary']")):
+        check_config(config_with(local_set(folder)), SCHEMA)
+
+
+def test_two_files_of_one_split_are_refused(tmp_path):
+    folder = write_set(tmp_path / "d", {**NEWSROOM, "test.jsonl": '{"story": "B.", "standfirst": "b"}\n'})
+    with pytest.raises(ValueError, match=r"the validation split \(data\.splits\.validation = 'test'\): .*test\.jsonl "
+                                         r"and .*test\.csv both exist; keep one"):
+        check_config(config_with(local_set(folder)), SCHEMA)
+
+
+def test_the_split_names_map_to_the_files(tmp_path):
+    """data.splits.validation names the file: with the default (validation) the set has none."""
+    folder = write_set(tmp_path / "d", NEWSROOM)
+    with pytest.raises(ValueError, match=r"the validation split \(data\.splits\.validation = 'validation'\): "
+                                         r"no validation\.parquet"):
+        check_config(config_with(merge_config(local_set(folder), {"data": {"splits": {"validation": "validation"}}})),
+                     SCHEMA)
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"splits": {"validation": "train"}},
+     r"data\.splits\.train and data\.splits\.validation are both 'train': the validation sample would share"),
+    ({"columns": {"highlights": "article"}},
+     r"data\.columns\.article and data\.columns\.highlights both name the column 'article'"),
+])
+def test_a_split_or_column_named_twice_is_refused(data, message):
+    with pytest.raises(ValueError, match=message):
+        check_config(config_with({"data": data}, "config/config.yaml"), SCHEMA)

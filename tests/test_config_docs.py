@@ -62,7 +62,7 @@ MIRRORS = {
     ),
     "GenerationConfig": dict(
         cls=GenerationConfig, prefix="generation",
-        renamed={"seed": "seed", "trust_remote_code": "model.trust_remote_code"},
+        renamed={"seed": "seed", "trust_remote_code": "model.trust_remote_code", "chat": "prompt.chat"},
         not_keys={
             "num_return_sequences": "its default is evaluation's one greedy summary a prompt; candidate "
                                     "generation gets generation.candidates.num_return_sequences",

@@ -18,11 +18,12 @@ def names(paths):
 def test_closure_follows_imports_lazy_ones_included():
     # training imports launch, trackers and io at the top, models and gpu_memory inside
     # functions; models imports io. Not cost: a change to how the reports present cost must not
-    # retrain. train_dpo adds train_worker (each launched process), which imports logs.
-    assert names(module_closure(PACKAGE, ["training"])) == ["gpu_memory", "io", "launch", "models", "trackers",
-                                                            "training"]
+    # retrain. train_dpo adds train_worker (each launched process), which imports logs. chat:
+    # the end-of-turn token of a chat run's pairs (prompt.chat).
+    assert names(module_closure(PACKAGE, ["training"])) == ["chat", "gpu_memory", "io", "launch", "models",
+                                                            "trackers", "training"]
     assert names(module_closure(PACKAGE, ["training", "train_worker"])) == [
-        "gpu_memory", "io", "launch", "logs", "models", "trackers", "train_worker", "training"]
+        "chat", "gpu_memory", "io", "launch", "logs", "models", "trackers", "train_worker", "training"]
     # real model loading, apart from the demo's tiny-model builder
     assert names(module_closure(PACKAGE, ["models"])) == ["io", "models"]
     assert names(module_closure(PACKAGE, ["tiny_model"])) == ["io", "tiny_model"]
@@ -75,8 +76,9 @@ def test_each_module_is_an_input_of_the_rules_that_run_it_alone():
     assert {rule for rule, mods in modules.items() if "corpus" in mods} == {"synthesize_corpus", "build_tiny_checker"}
     assert not any({"tiny_model", "tiny_checker", "corpus"} & set(modules[rule]) for rule in GPU_AND_MERGE)
     declared = set().union(*modules.values())
+    # tiny_chat writes the committed demo/tiny-qwen2-chat, run by hand (python -m faithdpo.tiny_chat)
     assert {path.stem for path in PACKAGE.glob("*.py")} - declared == {
-        "__init__", "cli", "label_agreement", "config_check", "deps"}
+        "__init__", "cli", "label_agreement", "config_check", "deps", "tiny_chat"}
 
 
 # Modules a script may import without declaring them: logs only sets up the job's log file, which

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from faithdpo.corpus import generate_corpus, synthesize_split
 from faithdpo.data import download_dataset
@@ -17,6 +18,24 @@ def test_download_dataset_from_a_local_path(tmp_path, monkeypatch):
     download_dataset(str(tmp_path / "out"), str(tmp_path / "src"), None, None, ["train", "validation"])
     got = pd.read_parquet(tmp_path / "out" / "validation.parquet")
     pd.testing.assert_frame_equal(got[["id", "article", "highlights"]], generate_corpus(4, "validation", seed=0))
+
+
+@pytest.mark.parametrize("layout", ["{split}/0000.parquet", "xsum-{split}.parquet"])
+def test_download_dataset_reads_a_parquet_export_by_the_datasets_split_names(tmp_path, monkeypatch, layout):
+    """The layouts of a hub Parquet export (revision refs/convert/parquet: default/{split}/0000.parquet
+    now, default/xsum-{split}.parquet before), here as a local folder, which datasets resolves by
+    the same split patterns: the split named test is fetched as test.parquet, in its own columns."""
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    for split, n in (("train", 3), ("validation", 2), ("test", 4)):
+        path = tmp_path / "export" / "default" / layout.format(split=split)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"document": [f"{split} {i}" for i in range(n)], "summary": "s", "id": [str(i) for i in range(n)]}
+                     ).to_parquet(path)
+    download_dataset(str(tmp_path / "out"), str(tmp_path / "export"), None, None, ["test"])
+    got = pd.read_parquet(tmp_path / "out" / "test.parquet")
+    assert list(got.columns) == ["document", "summary", "id"]
+    assert list(got["document"]) == [f"test {i}" for i in range(4)]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["test.parquet"]
 
 
 def run_offline(code: str, tmp_path) -> subprocess.CompletedProcess:

@@ -267,7 +267,7 @@ BASE_SETTINGS = dict(do_sample=True, max_new_tokens=8, batch_size=2)
 CHANGED = {"num_return_sequences": 2, "do_sample": False, "temperature": 0.7, "top_p": 0.9, "max_new_tokens": 16,
            "batch_size": 3, "max_batch_tokens": 4000, "seed": 1, "stop_strings": ["\n"], "engine": "vllm",
            "quantization": "nf4", "trust_remote_code": True, "shard": "2-of-2", "top_k": 5, "vllm_batch_size": 64,
-           "dtype": "bfloat16"}
+           "dtype": "bfloat16", "chat": True}
 
 
 def test_every_setting_is_checked_against_the_progress():

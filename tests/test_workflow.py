@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from faithdpo.verdicts import fmt_delta
-from workflow_helpers import DEMO, REPO, TEST, TEST_OUT, copy_workflow, planned_jobs, snakemake, without_cost
+from workflow_helpers import (DEMO, REPO, TEST, TEST_OUT, copy_workflow, job_blocks, job_inputs, jobs_in, planned_jobs,
+                              snakemake, without_cost)
 
 pytestmark = pytest.mark.slow  # every test here starts Snakemake
 
@@ -61,6 +62,34 @@ def test_the_80gb_configuration_plans_and_fits_its_token_budget():
     assert cfg["eval_batch_size"] * longest <= cfg["max_batch_tokens"]
     jobs = planned_jobs(REPO, "--configfile", "config/config.yaml", "config/gpu-80gb.yaml")
     assert any(j.startswith("generate_candidates") for j in jobs)
+
+
+def test_the_xsum_configuration_plans():
+    """config/xsum.yaml on the real experiment: download_dataset fetches XSum's splits from the hub's
+    Parquet export, prepare_split reads them (mapping document/summary), the summaries fit
+    training.max_length, and every output is under its own outdir."""
+    xsum = yaml.safe_load((REPO / "config" / "xsum.yaml").read_text())
+    real = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert real["prompt"]["max_prompt_tokens"] + xsum["generation"]["max_new_tokens"] <= real["training"]["max_length"]
+    assert xsum["data"]["hub"] == {"path": "EdinburghNLP/xsum", "name": None, "revision": "refs/convert/parquet"}
+    out = snakemake(REPO, "-n", "--configfile", "config/config.yaml", "config/xsum.yaml").stdout
+    jobs, inputs = jobs_in(out), job_inputs(out)
+    assert {"download_dataset[dataset_split=train]", "download_dataset[dataset_split=validation]"} <= jobs
+    assert inputs["prepare_split[split=train]"][0] == "resources/datasets/xsum/train.parquet"
+    assert inputs["prepare_split[split=validation]"][0] == "resources/datasets/xsum/validation.parquet"
+    assert {"report[xdir=results/xsum]", "score_eval[xdir=results/xsum, model=base]"} <= jobs
+
+
+def test_a_datasets_own_split_name_is_fetched_and_sampled_as_the_workflows(tmp_path):
+    """data.splits.validation: test fetches and reads the dataset's test split; its sample is
+    still the workflow's validation split."""
+    over = tmp_path / "test-split.yaml"
+    over.write_text(yaml.safe_dump({"data": {"splits": {"validation": "test"}}}))
+    out = snakemake(REPO, "-n", "--configfile", "config/config.yaml", "config/xsum.yaml", str(over)).stdout
+    jobs, inputs = jobs_in(out), job_inputs(out)
+    assert "download_dataset[dataset_split=test]" in jobs and "download_dataset[dataset_split=validation]" not in jobs
+    assert inputs["prepare_split[split=validation]"][0] == "resources/datasets/xsum/test.parquet"
+    assert "output: results/xsum/data/validation.parquet" in job_blocks(out)["prepare_split[split=validation]"]
 
 
 # The schema's checks, which the Snakefile runs (validate). The checks a schema cannot express
@@ -137,6 +166,7 @@ def test_demo_report_matches_the_score_files(demo_run):
             assert table[(name, seed)] == [fmt(base[name]), fmt(dpo[name])], (name, seed)
     pairs = pd.read_parquet(out / "pairs" / "train.parquet")
     assert f"{len(pairs)} preference pairs; one training run per seed." in report
+    assert "LoRA target modules: q_proj, k_proj, v_proj, o_proj." in report  # as config/config.yaml lists them
     assert "| Seed | Optimizer steps | Loss (final) |" in report
     for link in re.findall(r"\]\(([^)]+)\)", report):
         assert (out / link).exists(), link

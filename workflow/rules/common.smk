@@ -7,10 +7,15 @@ import re
 
 from faithdpo import models
 from faithdpo.config_check import check_config
+from faithdpo.data import split_file
+from faithdpo.generation import stop_strings_for
 from faithdpo.deps import module_closure
 
 OUT = config["outdir"].rstrip("/")
 SPLITS = ["train", "validation"]
+# The dataset's own name of each split (data.splits): what download_dataset fetches and the
+# file in data.dir. Outputs keep the workflow's names.
+DATASET_SPLITS = config["data"]["splits"]
 # Experiments vary the pairs/training keys; the shared steps (data, candidates, their
 # scores, the base model's evaluation) live in OUT and run once. The config's own
 # pairs/training are the experiment "main", in OUT itself; experiment X is in
@@ -81,10 +86,22 @@ check_config(config, os.path.join(workflow.basedir, SCHEMA))
 
 
 def raw_split(wildcards):
-    """Where a split's raw rows come from: the synthetic corpus or a data directory."""
+    """Where a split's raw rows come from: the synthetic corpus, or the dataset's own split
+    (data.splits) in data.dir, downloaded as Parquet (hub) or the one Parquet, JSON Lines or
+    CSV file there (local; faithdpo.data.split_file)."""
     if config["data"]["source"] == "synthetic":
         return f"{OUT}/raw/{wildcards.split}.parquet"
-    return os.path.join(config["data"]["dir"], f"{wildcards.split}.parquet")
+    name = DATASET_SPLITS[wildcards.split]
+    if config["data"]["source"] == "local":
+        return split_file(config["data"]["dir"], name, wildcards.split)
+    return os.path.join(config["data"]["dir"], f"{name}.parquet")
+
+
+def data_columns():
+    """The dataset's own column names (data.columns); the synthetic corpus has the workflow's."""
+    if config["data"]["source"] == "synthetic":
+        return None
+    return config["data"]["columns"]
 
 
 def prompts_of(split):
@@ -140,7 +157,9 @@ def shared_benchmarks():
         corpus = SPLITS + (["pretrain"] if config["model"]["source"] == "tiny" else [])
         files += [f"{bench}/synthesize_corpus/{split}.tsv" for split in corpus]
     if config["data"]["source"] == "hub":
-        files += [f"{bench}/download_dataset/{split}.tsv" for split in SPLITS]
+        files += [
+            f"{bench}/download_dataset/{DATASET_SPLITS[split]}.tsv" for split in SPLITS
+        ]
     if config["model"]["source"] != "local":
         model_step = (
             "build_tiny_model"
@@ -249,6 +268,16 @@ def eval_model_dir(wildcards):
     return f"{wildcards.xdir}/models/{wildcards.model}/merged"
 
 
+def chat_params(system=False):
+    """prompt.chat (and prompt.system) for the steps that read the prompts, when chat is on:
+    a plain run's parameters stay as they were before the keys existed (no params rerun).
+    """
+    prompt = config["prompt"]
+    if not prompt["chat"]:
+        return {}
+    return {"chat": True, **({"system": prompt["system"]} if system else {})}
+
+
 def generation_params(model=None):
     """Decoding settings: K samples per train article, or greedy for evaluation."""
     gen = config["generation"]
@@ -266,6 +295,10 @@ def generation_params(model=None):
     }
     common.update(
         seed=config["seed"],
+        # the stop strings resolved: a plain template's default is a blank line, a chat prompt's none
+        stop_strings=stop_strings_for(gen["stop_strings"], config["prompt"]["chat"]),
+        # a chat prompt: replies end at the template's end-of-turn token too
+        **chat_params(),
         trust_remote_code=config["model"]["trust_remote_code"],
         device=config["device"],
     )
@@ -294,7 +327,13 @@ def pair_params(wildcards):
         if pairs["rank_by"] == "checker"
         else {}
     )
-    return {**pairs, "scoring": regex_ner_scoring(), "seed": config["seed"], **ranked}
+    return {
+        **pairs,
+        "scoring": regex_ner_scoring(),
+        "seed": config["seed"],
+        **chat_params(),
+        **ranked,
+    }
 
 
 def training_params(wildcards):
@@ -306,6 +345,8 @@ def training_params(wildcards):
         "seed": int(wildcards.tseed),
         "trust_remote_code": config["model"]["trust_remote_code"],
         "device": config["device"],
+        # a chat prompt: both sides of a pair end with the template's end-of-turn token
+        **chat_params(),
         # the trackers' run: the experiment's name and seed; their files in its folder
         "run_name": f"{experiment_of(wildcards.xdir)}-seed{wildcards.tseed}",
         "tracking_dir": f"{wildcards.xdir}/tracking/seed{wildcards.tseed}",

@@ -2,13 +2,16 @@
 
 if config["data"]["source"] == "hub":
 
+    # One job per split, named as the dataset names it (data.splits), in its own columns.
     rule download_dataset:
         output:
-            os.path.join(config["data"]["dir"], "{split}.parquet"),
+            os.path.join(config["data"]["dir"], "{dataset_split}.parquet"),
         log:
-            f"{OUT}/logs/download_dataset/{{split}}.log",
+            f"{OUT}/logs/download_dataset/{{dataset_split}}.log",
         benchmark:
-            f"{OUT}/benchmarks/download_dataset/{{split}}.tsv"
+            f"{OUT}/benchmarks/download_dataset/{{dataset_split}}.tsv"
+        wildcard_constraints:
+            dataset_split="|".join(re.escape(name) for name in DATASET_SPLITS.values()),
         localrule: True
         conda:
             "../../envs/nlp.yaml"
@@ -71,6 +74,8 @@ rule prepare_split:
         n=lambda wc: config["data"][f"n_{wc.split}"],
         seed=config["seed"],
         on_bad_row=config["data"]["on_bad_row"],
+        # the dataset's own column names (the synthetic corpus has the workflow's)
+        columns=data_columns(),
     script:
         "../scripts/prepare_split.py"
 
@@ -90,6 +95,9 @@ checkpoint build_prompts:
         "../../envs/gpu.yaml"
     threads: 1
     params:
+        # prompt.chat and prompt.system, when chat is on: the model's chat template around the
+        # filled template
+        **chat_params(system=True),
         # a function, so that "{article}" is not taken for a wildcard
         template=lambda wc: config["prompt"]["template"],
         max_prompt_tokens=config["prompt"]["max_prompt_tokens"],

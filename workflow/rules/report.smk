@@ -94,5 +94,7 @@ rule comparison:
     threads: 1
     params:
         names=["main", *EXPERIMENTS],
+        # what supported the summaries' items (scoring.reference), which its text states
+        reference=config["scoring"]["reference"],
     script:
         "../scripts/comparison.py"

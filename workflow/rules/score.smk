@@ -1,5 +1,5 @@
 # Scoring (CPU): hallucinated numbers (regex) and entities (spaCy NER) per summary,
-# against the article as the prompt gave it (+ highlights).
+# against the article as the prompt gave it (+ highlights, unless scoring.reference: article).
 
 
 rule score_candidates:

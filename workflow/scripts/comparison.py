@@ -10,4 +10,5 @@ build_comparison(
     snakemake.output[0],
     costs=list(snakemake.input.costs),
     benchmarks=list(snakemake.input.benchmarks),
+    reference=snakemake.params.reference,
 )
