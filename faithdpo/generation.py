@@ -231,7 +231,7 @@ class HFEngine(Engine):
         self.config = config
         self.tokenizer = load_tokenizer(model_dir, padding_side="left")
         # A row ends at the EOS token and, for a chat prompt, at the template's end-of-turn token.
-        self.stop_ids = [self.tokenizer.eos_token_id]
+        self.stop_ids = [i for i in [self.tokenizer.eos_token_id] if i is not None]
         if config.chat:
             from faithdpo.chat import stop_token_ids
 
