@@ -28,6 +28,12 @@ def experiment_config(cfg: dict, name: str) -> dict:
     return {**cfg, **{key: {**cfg[key], **overrides.get(key, {})} for key in ("pairs", "training")}}
 
 
+def regex_ner_scoring(cfg: dict) -> dict:
+    """The regex + NER scorer's settings: scoring without its checker, so that changing the
+    checker reruns no regex + NER step (and the reverse: the checker rules never read these)."""
+    return {key: value for key, value in cfg["scoring"].items() if key != "checker"}
+
+
 def check_config(cfg: dict, schema: str | Path) -> None:
     """Cross-key checks of a config already validated against ``schema`` (its path); raise
     ValueError naming the key."""
@@ -40,7 +46,7 @@ def check_config(cfg: dict, schema: str | Path) -> None:
         )
     check_prompt_format(cfg)
     # the regex + NER keys (scoring without its checker)
-    check_scoring_config({key: value for key, value in cfg["scoring"].items() if key != "checker"})
+    check_scoring_config(regex_ner_scoring(cfg))
     check_launch(cfg["training"], cfg["device"])
     schema = yaml.safe_load(Path(schema).read_text())
     for name in cfg["experiments"]:

@@ -6,7 +6,8 @@ import os
 import re
 
 from faithdpo import models
-from faithdpo.config_check import check_config
+from faithdpo import config_check
+from faithdpo.config_check import check_config, regex_ner_scoring
 from faithdpo.data import split_file
 from faithdpo.generation import stop_strings_for
 from faithdpo.deps import module_closure
@@ -46,11 +47,10 @@ def experiment_of(xdir):
 
 
 def experiment_config(xdir):
-    """The pairs and training settings of an experiment: the config's, with its overrides."""
-    overrides = {} if xdir == OUT else EXPERIMENTS[experiment_of(xdir)]
-    return {
-        key: {**config[key], **overrides.get(key, {})} for key in ("pairs", "training")
-    }
+    """The pairs and training settings of an experiment: the config's, with its overrides
+    (merged as the config check merges them)."""
+    merged = config_check.experiment_config(config, experiment_of(xdir))
+    return {key: merged[key] for key in ("pairs", "training")}
 
 
 def training_seeds(xdir):
@@ -71,13 +71,6 @@ def package_modules(*entry_modules):
     (Snakemake tracks a rule's script, not what the script imports).
     """
     return module_closure(PACKAGE_DIR, list(entry_modules))
-
-
-def regex_ner_scoring():
-    """The regex + NER scorer's settings: scoring without its checker, so that changing the
-    checker reruns no regex + NER step (and the reverse: the checker rules never read these).
-    """
-    return {key: value for key, value in config["scoring"].items() if key != "checker"}
 
 
 # Cross-key checks that the schema cannot express (faithdpo/config_check.py): a bad config
@@ -329,7 +322,7 @@ def pair_params(wildcards):
     )
     return {
         **pairs,
-        "scoring": regex_ner_scoring(),
+        "scoring": regex_ner_scoring(config),
         "seed": config["seed"],
         **chat_params(),
         **ranked,

@@ -19,7 +19,7 @@ rule score_candidates:
         "../../envs/nlp.yaml"
     threads: config["scoring"]["n_process"]
     params:
-        scoring=regex_ner_scoring(),
+        scoring=regex_ner_scoring(config),
     script:
         "../scripts/score.py"
 
@@ -40,6 +40,6 @@ rule score_eval:
         "../../envs/nlp.yaml"
     threads: config["scoring"]["n_process"]
     params:
-        scoring=regex_ner_scoring(),
+        scoring=regex_ner_scoring(config),
     script:
         "../scripts/score.py"
